@@ -1,0 +1,330 @@
+//! The agent.ai client: one `invoke_agent` call per attempt.
+//!
+//! The body is built as a JSON value, redirects are never followed (a
+//! redirect would carry the key elsewhere), the reply is read under a size
+//! cap, and the key lives only in a header marked sensitive.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde_json::{json, Value};
+
+use super::{shorten, CallError, Reply};
+
+/// The public endpoint's base address.
+pub const DEFAULT_BASE_URL: &str = "https://api-lr.agent.ai/v1";
+
+/// The environment variable holding the key, as in agent.ai's own clients.
+pub const KEY_VAR: &str = "AGENTAI_API_KEY";
+
+/// The environment variable that overrides the base address.
+pub const BASE_URL_VAR: &str = "AGENTAI_BASE_URL";
+
+/// The largest reply read; a longer one fails the attempt.
+pub const MAX_REPLY_BYTES: usize = 32 * 1024 * 1024;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Problems with the client's settings, found before any call.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("base URL `{0}` is not a valid URL")]
+    BadUrl(String),
+    #[error("base URL `{0}` must use https (plain http is allowed only for loopback addresses)")]
+    Insecure(String),
+    #[error("the API key in `{KEY_VAR}` cannot be sent in a header")]
+    BadKey,
+    #[error("failed to set up the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A client for one agent.ai base address and key.
+#[derive(Clone)]
+pub struct AgentAi {
+    client: reqwest::Client,
+    endpoint: Url,
+    auth: HeaderValue,
+}
+
+impl std::fmt::Debug for AgentAi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentAi")
+            .field("endpoint", &self.endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentAi {
+    pub fn new(base: &str, key: &str) -> Result<AgentAi, ConfigError> {
+        let base_url = Url::parse(base).map_err(|_| ConfigError::BadUrl(base.to_owned()))?;
+        let loopback = is_loopback(&base_url);
+        match base_url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => return Err(ConfigError::Insecure(base.to_owned())),
+        }
+        let endpoint = Url::parse(&format!(
+            "{}/action/invoke_agent",
+            base.trim_end_matches('/')
+        ))
+        .map_err(|_| ConfigError::BadUrl(base.to_owned()))?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ConfigError::BadKey)?;
+        auth.set_sensitive(true);
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")));
+        if loopback {
+            builder = builder.no_proxy();
+        }
+        let client = builder
+            .build()
+            .map_err(|e| ConfigError::Client(e.to_string()))?;
+        Ok(AgentAi {
+            client,
+            endpoint,
+            auth,
+        })
+    }
+
+    /// One attempt: sends `input` to `agent` and reads the reply, all
+    /// within `timeout`.
+    pub async fn invoke(
+        &self,
+        agent: &str,
+        input: &str,
+        timeout: Duration,
+    ) -> Result<Reply, CallError> {
+        let attempt = self.attempt(agent, input);
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::transient(format!(
+                "agent.ai did not answer within {}",
+                humantime::format_duration(timeout)
+            ))),
+        }
+    }
+
+    async fn attempt(&self, agent: &str, input: &str) -> Result<Reply, CallError> {
+        let body = json!({ "id": agent, "input": input });
+        let response = self
+            .client
+            .post(self.endpoint.clone())
+            .header(AUTHORIZATION, self.auth.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                CallError::transient(format!("request to agent.ai failed: {}", cause(&e)))
+            })?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers().get(RETRY_AFTER));
+        let bytes = read_capped(response).await?;
+        if !status.is_success() {
+            return Err(classify(status, retry_after, &bytes));
+        }
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            CallError::transient(format!(
+                "agent.ai sent a reply that is not JSON: {}",
+                excerpt(&bytes)
+            ))
+        })?;
+        let inner = body.get("status").and_then(Value::as_u64).unwrap_or(200);
+        if inner != 200 {
+            let code = u16::try_from(inner)
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Err(classify(code, retry_after, &bytes));
+        }
+        match body {
+            Value::Object(mut map) => match map.remove("response") {
+                Some(response) => Ok(Reply::from_response(response)),
+                None => Err(CallError::permanent("agent.ai's reply has no `response`")),
+            },
+            _ => Err(CallError::permanent(
+                "agent.ai's reply is not a JSON object",
+            )),
+        }
+    }
+}
+
+/// Reads the body, failing once it passes [`MAX_REPLY_BYTES`].
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, CallError> {
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| {
+            CallError::transient(format!("reading agent.ai's reply failed: {}", cause(&e)))
+        })?;
+        let Some(chunk) = chunk else { return Ok(bytes) };
+        if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Err(CallError::permanent(format!(
+                "agent.ai's reply is larger than {} MiB",
+                MAX_REPLY_BYTES / 1024 / 1024
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+}
+
+/// Sorts an error status into what the scheduler should do with it.
+fn classify(status: StatusCode, after: Option<Duration>, body: &[u8]) -> CallError {
+    let detail = error_detail(body);
+    let message = match detail {
+        Some(d) => format!("agent.ai answered {status}: {d}"),
+        None => format!("agent.ai answered {status}"),
+    };
+    match status.as_u16() {
+        401 | 402 => CallError::Fatal { message },
+        429 => CallError::Transient { message, after },
+        408 | 500..=599 => CallError::Transient {
+            message,
+            after: None,
+        },
+        300..=399 => CallError::permanent(format!("{message} (redirects are not followed)")),
+        _ => CallError::Permanent { message },
+    }
+}
+
+/// The service's own words from an error body: `error`, `message` or
+/// `detail`, else a short excerpt of the text.
+fn error_detail(body: &[u8]) -> Option<String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        for key in ["error", "message", "detail"] {
+            match value.get(key) {
+                Some(Value::String(text)) => return Some(shorten(text, 300)),
+                Some(Value::Null) | None => {}
+                Some(other) => {
+                    if let Some(text) = other.get("message").and_then(Value::as_str) {
+                        return Some(shorten(text, 300));
+                    }
+                    return Some(shorten(&other.to_string(), 300));
+                }
+            }
+        }
+    }
+    Some(excerpt(body))
+}
+
+/// A short, single-line excerpt of a body, with HTML tags removed.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    let mut plain = String::with_capacity(text.len());
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                plain.push(' ');
+            }
+            _ if in_tag => {}
+            c if c.is_control() => plain.push(' '),
+            c => plain.push(c),
+        }
+    }
+    let words: Vec<&str> = plain.split_whitespace().collect();
+    format!("\"{}\"", shorten(&words.join(" "), 160))
+}
+
+/// Reads `Retry-After` as seconds or an HTTP date; the caller clamps it.
+pub fn retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
+    let text = value?.to_str().ok()?.trim();
+    let wait = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let when = httpdate::parse_http_date(text).ok()?;
+            when.duration_since(SystemTime::now()).unwrap_or_default()
+        }
+    };
+    Some(wait)
+}
+
+/// The innermost cause of a reqwest error, which says what went wrong
+/// without repeating the URL at every level.
+fn cause(e: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "connection error"
+    };
+    format!("{kind} ({source})")
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_only_for_loopback() {
+        assert!(AgentAi::new("http://127.0.0.1:9/v1", "k").is_ok());
+        assert!(AgentAi::new("http://localhost:9/v1", "k").is_ok());
+        assert!(AgentAi::new("http://[::1]:9/v1", "k").is_ok());
+        assert!(matches!(
+            AgentAi::new("http://example.com/v1", "k"),
+            Err(ConfigError::Insecure(_))
+        ));
+        assert!(AgentAi::new("https://api-lr.agent.ai/v1", "k").is_ok());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_dates_and_clamps() {
+        let h = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(retry_after(Some(&h("3"))), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(Some(&h("86400"))),
+            Some(Duration::from_secs(86400))
+        );
+        assert_eq!(retry_after(Some(&h("soon"))), None);
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let wait = retry_after(Some(&h(&later))).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn error_bodies_give_the_services_words() {
+        let e = classify(
+            StatusCode::NOT_FOUND,
+            None,
+            br#"{"detail": "no agent named x"}"#,
+        );
+        assert_eq!(
+            e,
+            CallError::permanent("agent.ai answered 404 Not Found: no agent named x")
+        );
+        let e = classify(
+            StatusCode::BAD_GATEWAY,
+            None,
+            b"<html><body><h1>Bad gateway</h1></body></html>",
+        );
+        assert!(e.to_string().ends_with("\"Bad gateway\""), "{e}");
+        assert!(matches!(
+            classify(StatusCode::PAYMENT_REQUIRED, None, b""),
+            CallError::Fatal { .. }
+        ));
+    }
+}

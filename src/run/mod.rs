@@ -1,0 +1,599 @@
+//! One execution of a plan: the event loop that starts ready steps within
+//! the concurrency limit, reacts to each step's end, and hands results to
+//! the store as they arrive.
+//!
+//! [`scheduler`] decides which steps are ready, [`step`] does one step; this
+//! module joins them and owns the run's state.
+
+pub mod progress;
+pub mod resume;
+pub mod scheduler;
+pub mod step;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::{Map, Value};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::agent::agentai::AgentAi;
+use crate::plan::{Plan, StepIdx};
+use crate::store::cache::Cache;
+use crate::store::previous::Previous;
+use crate::store::record::OutputsRecord;
+use crate::store::{
+    provenance, JournalLine, RunRecord, RunStore, StepRecord, StepStatus, StepSummary, StoreError,
+};
+use crate::workflow::Action;
+use progress::Progress;
+use scheduler::Scheduler;
+use step::{timestamp, Shared, StepJob, StepOutcome};
+
+/// Settings of one run, resolved from the command line and environment.
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    pub concurrency: usize,
+    pub fail_fast: bool,
+    /// Inputs after defaults were applied.
+    pub inputs: Map<String, Value>,
+    /// The agent.ai client; needed when the workflow has agent steps.
+    pub agentai: Option<AgentAi>,
+    pub progress: Progress,
+    /// The directory of an earlier attempt of this run, to continue.
+    pub resume: Option<PathBuf>,
+    /// `--cache` (true) or `--no-cache` (false) over every step's own
+    /// `cache` setting.
+    pub cache_all: Option<bool>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The result of [`execute`].
+pub struct RunSummary {
+    pub status: RunStatus,
+    pub dir: PathBuf,
+    pub record: RunRecord,
+    pub outputs: OutputsRecord,
+    /// Results that could not be written; the run itself went on.
+    pub store_errors: Vec<StoreError>,
+}
+
+/// Why the run stopped starting steps before the graph was done.
+#[derive(Debug, Clone)]
+enum Stop {
+    Interrupted,
+    FailFast(String),
+    Fatal(String),
+}
+
+impl Stop {
+    fn reason(&self) -> String {
+        match self {
+            Stop::Interrupted => "the run was interrupted".into(),
+            Stop::FailFast(id) => format!("the run stopped after `{id}` failed (--fail-fast)"),
+            Stop::Fatal(id) => {
+                format!("the run stopped: step `{id}` hit an error no step can get past")
+            }
+        }
+    }
+}
+
+/// Runs `plan` to the end, or until `interrupt` turns true.
+pub async fn execute(
+    plan: Arc<Plan>,
+    options: RunOptions,
+    mut interrupt: watch::Receiver<bool>,
+) -> Result<RunSummary, StoreError> {
+    let started = SystemTime::now();
+    let mut first_start = None;
+    let (run_id, store, reuse) = match &options.resume {
+        Some(dir) => {
+            // Read what finished only once the lock is held, so no other
+            // process is still adding to it.
+            let store = RunStore::open(dir.clone())?;
+            let previous = crate::store::previous::load(dir);
+            let reuse = resume::reuse(&plan, &previous);
+            announce(&plan, &previous, &reuse, &options.progress);
+            first_start = previous.run.map(|r| r.started_at);
+            (previous.run_id, store, reuse)
+        }
+        None => {
+            let run_id = crate::store::new_run_id();
+            let store = RunStore::create(&options.out_dir, plan.name(), &run_id)?;
+            let reuse = resume::Reuse {
+                records: vec![None; plan.steps().len()],
+                ..Default::default()
+            };
+            (run_id, store, reuse)
+        }
+    };
+
+    let clock = Instant::now();
+    let mut record = RunRecord {
+        run_id: run_id.clone(),
+        status: "running".into(),
+        workflow: provenance::describe(plan.name(), plan.path(), plan.source()),
+        inputs: options.inputs.clone(),
+        concurrency: options.concurrency,
+        started_at: first_start.unwrap_or_else(|| timestamp(started)),
+        resumed_at: options.resume.is_some().then(|| timestamp(started)),
+        ended_at: None,
+        duration_ms: None,
+        error: None,
+        steps: plan
+            .steps()
+            .iter()
+            .map(|s| (s.spec.id.clone(), summary(StepStatus::NotStarted, None)))
+            .collect(),
+    };
+    store.write_now("run.json", &record)?;
+    tracing::info!(run = %run_id, dir = %store.dir().display(), "run started");
+
+    let shared = Arc::new(Shared {
+        inputs: Value::Object(options.inputs.clone()),
+        run_id,
+        agentai: options.agentai.clone(),
+        slots: Arc::new(Semaphore::new(options.concurrency)),
+        cache: Cache::under(&options.out_dir),
+    });
+    let mut engine = Engine::new(Arc::clone(&plan), shared, store, &options);
+    engine.previous = reuse.records;
+    let stop = engine.run(&mut interrupt).await;
+
+    let status = match (&stop, engine.all_succeeded()) {
+        (Some(Stop::Interrupted), _) => RunStatus::Interrupted,
+        (_, true) => RunStatus::Succeeded,
+        _ => RunStatus::Failed,
+    };
+    let outputs = engine.outputs();
+    let Engine {
+        mut store,
+        summaries,
+        ..
+    } = engine;
+    for (idx, s) in summaries.into_iter().enumerate() {
+        record.steps[idx] = s;
+    }
+    record.status = status.as_str().into();
+    record.ended_at = Some(timestamp(SystemTime::now()));
+    record.duration_ms = Some(clock.elapsed().as_millis() as u64);
+    record.error = stop
+        .filter(|s| !matches!(s, Stop::Interrupted))
+        .map(|s| s.reason());
+
+    let mut store_errors = Vec::new();
+    if let Err(e) = store.write_now("outputs.json", &outputs) {
+        store_errors.push(e);
+    }
+    let dir = store.dir().to_owned();
+    // run.json is written last, after every step file is durable, so a
+    // finished run.json vouches for the files beside it.
+    let pending = store.finish().await;
+    store_errors.extend(pending);
+    let mut status = status;
+    if !store_errors.is_empty() && status == RunStatus::Succeeded {
+        status = RunStatus::Failed;
+        record.status = status.as_str().into();
+        record.error = Some(format!(
+            "{} result file(s) could not be written",
+            store_errors.len()
+        ));
+    }
+    if let Err(e) = store.write_now("run.json", &record) {
+        store_errors.push(e);
+    }
+    // Only now may another process take the directory.
+    drop(store);
+    options.progress.summary(&record, &dir);
+    Ok(RunSummary {
+        status,
+        dir,
+        record,
+        outputs,
+        store_errors,
+    })
+}
+
+fn summary(status: StepStatus, reason: Option<String>) -> StepSummary {
+    StepSummary {
+        status,
+        attempts: 0,
+        duration_ms: None,
+        error: None,
+        reason,
+        reused: false,
+        cached: false,
+    }
+}
+
+/// Tells the person resuming what the earlier attempt left and what a
+/// changed workflow file sends back to run.
+fn announce(plan: &Plan, previous: &Previous, reuse: &resume::Reuse, progress: &Progress) {
+    let ids = |list: &[StepIdx]| -> String {
+        let names: Vec<String> = list
+            .iter()
+            .map(|&i| format!("`{}`", plan.step(i).spec.id))
+            .collect();
+        names.join(", ")
+    };
+    let offered = reuse.records.iter().filter(|r| r.is_some()).count();
+    progress.note(&format!(
+        "resuming run {}: {offered} of {} steps finished earlier",
+        previous.run_id,
+        plan.steps().len()
+    ));
+    let old_sha = previous.run.as_ref().map(|r| r.workflow.sha256.clone());
+    let new_sha = crate::hash::sha256_hex(plan.source().as_bytes());
+    if old_sha.is_some_and(|old| old != new_sha) {
+        if reuse.changed.is_empty() {
+            progress.note("the workflow file changed since, but no finished step's definition did");
+        } else {
+            progress.note(&format!(
+                "the workflow file changed since: {} changed; these run again: {}",
+                ids(&reuse.changed),
+                ids(&reuse.invalidated)
+            ));
+        }
+    }
+}
+
+/// The run's state while steps are in flight.
+struct Engine {
+    plan: Arc<Plan>,
+    shared: Arc<Shared>,
+    store: RunStore,
+    progress: Progress,
+    fail_fast: bool,
+    summaries: Vec<StepSummary>,
+    /// Values of succeeded steps that some step or output still reads.
+    values: Vec<Option<Arc<Value>>>,
+    /// How many readers of each step's value have not yet finished.
+    readers_left: Vec<u32>,
+    ready: VecDeque<StepIdx>,
+    /// Earlier results each step may reuse, on resume.
+    previous: Vec<Option<Arc<StepRecord>>>,
+    cache_all: Option<bool>,
+    tasks: JoinSet<StepOutcome>,
+    running: HashMap<tokio::task::Id, StepIdx>,
+}
+
+impl Engine {
+    fn new(plan: Arc<Plan>, shared: Arc<Shared>, store: RunStore, options: &RunOptions) -> Self {
+        let n = plan.steps().len();
+        let mut readers_left = vec![0u32; n];
+        for step in plan.steps() {
+            step.reads.iter().for_each(|&r| readers_left[r] += 1);
+        }
+        for output in plan.outputs() {
+            output.reads.iter().for_each(|&r| readers_left[r] += 1);
+        }
+        Engine {
+            plan,
+            shared,
+            store,
+            progress: options.progress,
+            fail_fast: options.fail_fast,
+            summaries: (0..n)
+                .map(|_| summary(StepStatus::NotStarted, None))
+                .collect(),
+            values: vec![None; n],
+            readers_left,
+            ready: VecDeque::new(),
+            previous: vec![None; n],
+            cache_all: options.cache_all,
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+        }
+    }
+
+    /// The event loop: returns why it stopped early, if it did.
+    async fn run(&mut self, interrupt: &mut watch::Receiver<bool>) -> Option<Stop> {
+        let plan = Arc::clone(&self.plan);
+        let mut scheduler = Scheduler::new(&plan);
+        self.ready.extend(scheduler.initial());
+        let mut stop = None;
+        while !self.ready.is_empty() || !self.tasks.is_empty() {
+            let slots = Arc::clone(&self.shared.slots);
+            tokio::select! {
+                biased;
+                _ = interrupt.changed(), if stop.is_none() => {
+                    stop = Some(Stop::Interrupted);
+                    self.halt();
+                }
+                Some(joined) = self.tasks.join_next_with_id() => {
+                    let (idx, outcome) = match joined {
+                        Ok((id, outcome)) => (self.running.remove(&id), Ok(outcome)),
+                        Err(e) => (self.running.remove(&e.id()), Err(e)),
+                    };
+                    let idx = idx.expect("every task is registered when spawned");
+                    if let Some(cause) = self.settle(idx, outcome, &mut scheduler) {
+                        if stop.is_none() {
+                            stop = Some(cause);
+                            self.halt();
+                        }
+                    }
+                }
+                permit = slots.acquire_owned(), if !self.ready.is_empty() && stop.is_none() => {
+                    let permit = permit.expect("the run never closes its semaphore");
+                    let idx = self.ready.pop_front().expect("checked non-empty");
+                    self.spawn(idx, permit);
+                }
+            }
+        }
+        if let Some(stop) = &stop {
+            let reason = stop.reason();
+            for s in self.summaries.iter_mut() {
+                if s.status == StepStatus::NotStarted {
+                    s.reason = Some(reason.clone());
+                }
+            }
+        }
+        stop
+    }
+
+    /// Stops starting steps and cancels the running ones.
+    fn halt(&mut self) {
+        self.ready.clear();
+        self.tasks.abort_all();
+    }
+
+    fn spawn(&mut self, idx: StepIdx, slot: tokio::sync::OwnedSemaphorePermit) {
+        let step = self.plan.step(idx);
+        let reads = step
+            .reads
+            .iter()
+            .map(|&r| {
+                let value = self.values[r]
+                    .clone()
+                    .expect("a read step succeeded and is kept");
+                (self.plan.step(r).spec.id.clone(), value)
+            })
+            .collect();
+        let job = StepJob {
+            idx,
+            plan: Arc::clone(&self.plan),
+            reads,
+            shared: Arc::clone(&self.shared),
+            previous: self.previous[idx].take(),
+            cache: self.cache_for(idx),
+        };
+        self.progress
+            .started(&step.spec.id, &describe(&step.spec.action));
+        let span = tracing::info_span!("step", step = %step.spec.id);
+        let handle = self.tasks.spawn(step::execute(job, slot).instrument(span));
+        self.running.insert(handle.id(), idx);
+    }
+
+    /// Whether step `idx` uses the cache, and with which time to live.
+    fn cache_for(&self, idx: StepIdx) -> Option<Option<std::time::Duration>> {
+        use crate::workflow::CacheSetting;
+        match (self.cache_all, self.plan.step(idx).spec.cache) {
+            (Some(false), _) | (_, Some(CacheSetting::Off)) => None,
+            (_, Some(CacheSetting::For(ttl))) => Some(Some(ttl)),
+            (_, Some(CacheSetting::Forever)) | (Some(true), None) => Some(None),
+            (None, None) => None,
+        }
+    }
+
+    /// Records a step's end; returns a reason to stop the run, if any.
+    fn settle(
+        &mut self,
+        idx: StepIdx,
+        outcome: Result<StepOutcome, tokio::task::JoinError>,
+        scheduler: &mut Scheduler<'_>,
+    ) -> Option<Stop> {
+        let id = self.plan.step(idx).spec.id.clone();
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_cancelled() => {
+                self.summaries[idx] = summary(
+                    StepStatus::Cancelled,
+                    Some("the run was stopped while it ran".into()),
+                );
+                self.progress
+                    .finished(&id, StepStatus::Cancelled, std::time::Duration::ZERO, None);
+                self.release_reads(idx);
+                return None;
+            }
+            Err(e) => panic_outcome(idx, e),
+        };
+        let (status, error, stops_run) = match &outcome.result {
+            Ok(_) => (StepStatus::Succeeded, None, false),
+            Err(f) => (StepStatus::Failed, Some(f.message.clone()), f.stops_run),
+        };
+        match outcome.source {
+            step::Source::Reused => self.progress.recalled(&id, "reused"),
+            step::Source::Cached => self.progress.recalled(&id, "cached"),
+            step::Source::Called => {
+                self.progress
+                    .finished(&id, status, outcome.elapsed, error.as_deref())
+            }
+        }
+        self.summaries[idx] = StepSummary {
+            status,
+            attempts: outcome.attempts.len() as u32,
+            duration_ms: Some(outcome.elapsed.as_millis() as u64),
+            error: error.clone(),
+            reason: None,
+            reused: outcome.source == step::Source::Reused,
+            cached: outcome.source == step::Source::Cached,
+        };
+        if outcome.source != step::Source::Reused {
+            self.persist(idx, &outcome, status);
+        }
+        self.release_reads(idx);
+
+        if let Ok(reply) = &outcome.result {
+            if self.readers_left[idx] > 0 {
+                self.values[idx] = Some(Arc::new(reply.values().to_value()));
+            }
+            self.ready.extend(scheduler.succeeded(idx));
+            return None;
+        }
+        for (skipped, cause) in scheduler.failed(idx) {
+            let cause_id = &self.plan.step(cause).spec.id;
+            let verb = if cause == idx {
+                "failed"
+            } else {
+                "was skipped"
+            };
+            let reason = format!("`{cause_id}` {verb}");
+            self.progress
+                .skipped(&self.plan.step(skipped).spec.id, &reason);
+            self.summaries[skipped] = summary(StepStatus::Skipped, Some(reason));
+            self.release_reads(skipped);
+        }
+        match () {
+            _ if stops_run => Some(Stop::Fatal(id)),
+            _ if self.fail_fast => Some(Stop::FailFast(id)),
+            _ => None,
+        }
+    }
+
+    fn persist(&mut self, idx: StepIdx, outcome: &StepOutcome, status: StepStatus) {
+        let step = self.plan.step(idx);
+        let (agent, command) = match &step.spec.action {
+            Action::Agent(a) => (Some(a.clone()), None),
+            Action::Run(args) => (None, Some(args.clone())),
+        };
+        let reply = outcome.result.as_ref().ok();
+        let ended = outcome.started_at + outcome.elapsed;
+        let record = StepRecord {
+            step: step.spec.id.clone(),
+            status,
+            agent,
+            command,
+            input: outcome.input.clone(),
+            raw: reply.map(|r| r.raw.clone()),
+            output: reply.map(|r| r.output.clone()),
+            thinking: reply.and_then(|r| r.thinking.clone()),
+            json: reply.and_then(|r| r.json.clone()),
+            error: outcome.result.as_ref().err().map(|f| f.message.clone()),
+            started_at: timestamp(outcome.started_at),
+            ended_at: timestamp(ended),
+            duration_ms: outcome.elapsed.as_millis() as u64,
+            attempts: outcome.attempts.clone(),
+            definition: Some(step.definition.clone()),
+            input_sha256: outcome.input_sha256.clone(),
+            cached: outcome.source == step::Source::Cached,
+        };
+        let line = JournalLine {
+            step: step.spec.id.clone(),
+            status,
+            attempts: outcome.attempts.len() as u32,
+            input_sha256: outcome.input_sha256.clone(),
+            ended_at: record.ended_at.clone(),
+        };
+        self.store.write_step(record, line);
+    }
+
+    /// A reader of other steps' values is done: values nobody else reads
+    /// are dropped, so memory tracks the live frontier, not the whole run.
+    fn release_reads(&mut self, idx: StepIdx) {
+        for &r in &self.plan.step(idx).reads {
+            self.readers_left[r] -= 1;
+            if self.readers_left[r] == 0 {
+                self.values[r] = None;
+            }
+        }
+    }
+
+    fn all_succeeded(&self) -> bool {
+        self.summaries
+            .iter()
+            .all(|s| s.status == StepStatus::Succeeded)
+    }
+
+    /// Renders each output whose steps all succeeded; names the others.
+    fn outputs(&self) -> OutputsRecord {
+        let mut record = OutputsRecord::default();
+        for output in self.plan.outputs() {
+            let blocked = output.reads.iter().find(|&&r| self.values[r].is_none());
+            if let Some(&r) = blocked {
+                let s = &self.summaries[r];
+                let why = format!(
+                    "step `{}` {}",
+                    self.plan.step(r).spec.id,
+                    s.status.as_str().replace('_', " ")
+                );
+                record.missing.insert(output.name.clone(), why);
+                continue;
+            }
+            let reads: Vec<(String, Arc<Value>)> = output
+                .reads
+                .iter()
+                .map(|&r| {
+                    (
+                        self.plan.step(r).spec.id.clone(),
+                        self.values[r].clone().expect("checked above"),
+                    )
+                })
+                .collect();
+            let context = step::context(&self.plan, &self.shared, &reads);
+            match self.plan.templates().render(&output.template, &context) {
+                Ok(text) => {
+                    record
+                        .outputs
+                        .insert(output.name.clone(), Value::String(text));
+                }
+                Err(e) => {
+                    record
+                        .missing
+                        .insert(output.name.clone(), format!("failed to render: {e}"));
+                }
+            }
+        }
+        record
+    }
+}
+
+/// A step whose task panicked failed; the run goes on.
+fn panic_outcome(idx: StepIdx, e: tokio::task::JoinError) -> StepOutcome {
+    let panic = e.into_panic();
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    StepOutcome {
+        idx,
+        result: Err(step::Failure {
+            message: format!("internal error in step: {message}"),
+            stops_run: false,
+        }),
+        input: None,
+        input_sha256: None,
+        source: step::Source::Called,
+        attempts: Vec::new(),
+        started_at: SystemTime::now(),
+        elapsed: std::time::Duration::ZERO,
+        slot: None,
+    }
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::Agent(agent) => format!("agent {agent}"),
+        Action::Run(args) => format!("run {}", args.join(" ")),
+    }
+}

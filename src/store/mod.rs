@@ -1,0 +1,230 @@
+//! Results on disk: one directory per run, every file written whole or not
+//! at all, step results written the moment each step ends.
+//!
+//! Layout under the output directory:
+//!
+//! ```text
+//! <out>/<workflow>/<run id>/run.json       the run, rewritten at start and end
+//!                           steps/<id>.json one per step that ran
+//!                           outputs.json    the workflow's outputs
+//!                           journal.jsonl   one line per finished step
+//! ```
+//!
+//! Step files are written by a few threads of their own, several at once,
+//! so the scheduler never waits for the disk. The journal is appended by
+//! one thread that syncs once per batch of lines.
+
+mod atomic;
+pub mod cache;
+mod journal;
+mod lock;
+pub mod previous;
+pub mod provenance;
+pub mod record;
+mod writers;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use atomic::write_atomic;
+use journal::Journal;
+pub use record::{AttemptRecord, JournalLine, RunRecord, StepRecord, StepStatus, StepSummary};
+use writers::Writers;
+
+/// A failure to write results.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create run directory `{path}`")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("output path `{path}` is a symbolic link; baton does not follow it")]
+    Symlink { path: PathBuf },
+    #[error("run directory `{path}` is in use by another baton process")]
+    Busy { path: PathBuf },
+    #[error("no run to resume at `{dir}`")]
+    NoSuchRun { dir: PathBuf },
+    #[error("cannot write `{path}`")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The directory of one run, open for writing.
+pub struct RunStore {
+    dir: PathBuf,
+    /// `None` once [`RunStore::finish`] has run, as is `journal`.
+    writers: Option<Writers>,
+    errors: Arc<Mutex<Vec<StoreError>>>,
+    journal: Option<Journal>,
+    _lock: lock::RunLock,
+}
+
+impl RunStore {
+    /// Creates `<out>/<workflow>/<run id>/` and its `steps/` folder, and
+    /// proves the directory writable before any step runs.
+    pub fn create(out: &Path, workflow: &str, run_id: &str) -> Result<RunStore, StoreError> {
+        refuse_symlink(out)?;
+        let parent = out.join(workflow);
+        refuse_symlink(&parent)?;
+        let dir = parent.join(run_id);
+        let create = |path: &Path| {
+            std::fs::create_dir_all(path).map_err(|source| StoreError::Create {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        create(&dir.join("steps"))?;
+        RunStore::open(dir)
+    }
+
+    /// Opens an existing run directory to go on writing in it: takes its
+    /// lock, then removes temporary files a killed process left behind.
+    pub fn open(dir: PathBuf) -> Result<RunStore, StoreError> {
+        refuse_symlink(&dir)?;
+        let lock = lock::acquire(&dir)?;
+        previous::clean_temp_files(&dir);
+        std::fs::create_dir_all(dir.join("steps")).map_err(|source| StoreError::Create {
+            path: dir.join("steps"),
+            source,
+        })?;
+        let journal =
+            Journal::open(&dir.join("journal.jsonl"), dir.join("steps")).map_err(|source| {
+                StoreError::Write {
+                    path: dir.join("journal.jsonl"),
+                    source,
+                }
+            })?;
+        let errors = Arc::default();
+        let writers = Writers::start(journal.sender(), Arc::clone(&errors));
+        Ok(RunStore {
+            dir,
+            writers: Some(writers),
+            errors,
+            journal: Some(journal),
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `value` to `name` in the run directory, now, on this thread.
+    pub fn write_now<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let path = self.dir.join(name);
+        write_json(&path, value)
+    }
+
+    /// Queues a step's result: a writer thread writes its file, then its
+    /// journal line is appended. Errors surface in [`finish`].
+    ///
+    /// [`finish`]: RunStore::finish
+    pub fn write_step(&mut self, record: StepRecord, line: JournalLine) {
+        let path = self.dir.join("steps").join(format!("{}.json", record.step));
+        match &self.writers {
+            Some(writers) => writers.queue(path, record, line),
+            None => unreachable!("no step is written after the run finished"),
+        }
+    }
+
+    /// Waits for every queued write and the journal, returning the write
+    /// errors met along the way. The directory stays locked until the
+    /// store is dropped, so the final `run.json` is still written under it.
+    pub async fn finish(&mut self) -> Vec<StoreError> {
+        let writers = self.writers.take();
+        let mut journal = self.journal.take();
+        let closed = tokio::task::spawn_blocking(move || {
+            // The writers hold journal senders: they end first.
+            let written = writers.map_or(Ok(()), Writers::finish);
+            let journaled = journal.as_mut().map_or(Ok(()), Journal::close);
+            written.and(journaled)
+        })
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("a result writer panicked")));
+        let mut errors = std::mem::take(&mut *self.errors.lock().expect("writers are done"));
+        if let Err(source) = closed {
+            errors.push(StoreError::Write {
+                path: self.dir.join("journal.jsonl"),
+                source,
+            });
+        }
+        errors
+    }
+}
+
+fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("records serialize to JSON");
+    bytes.push(b'\n');
+    write_atomic(path, &bytes).map_err(|source| StoreError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn refuse_symlink(path: &Path) -> Result<(), StoreError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(StoreError::Symlink {
+            path: path.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A new run id: the UTC start time to the millisecond, which sorts, and
+/// four random hex digits, which keep two runs in the same millisecond apart.
+pub fn new_run_id() -> String {
+    let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let compact: String = stamp.chars().filter(|c| *c != '-' && *c != ':').collect();
+    format!("{compact}-{:04x}", fastrand::u16(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = new_run_id();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        let b = new_run_id();
+        assert!(a < b, "{a} {b}");
+        assert!(a.ends_with(|c: char| c.is_ascii_hexdigit()));
+        assert!(!a.contains(':'));
+    }
+
+    #[tokio::test]
+    async fn step_files_and_journal_are_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = RunStore::create(tmp.path(), "wf", "r1").unwrap();
+        let record = StepRecord::for_test("a");
+        let line = JournalLine::for_test("a");
+        store.write_step(record, line);
+        assert!(store.finish().await.is_empty());
+        let dir = tmp.path().join("wf/r1");
+        let step: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("steps/a.json")).unwrap()).unwrap();
+        assert_eq!(step["step"], "a");
+        let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+        assert_eq!(journal.lines().count(), 1);
+    }
+
+    #[test]
+    fn refuses_symlinked_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(
+            RunStore::create(&link, "wf", "r"),
+            Err(StoreError::Symlink { .. })
+        ));
+    }
+}

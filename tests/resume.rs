@@ -1,0 +1,507 @@
+//! Never paying twice for a call: resuming a run, the cache across runs,
+//! the run directory's lock, and whole-process faults (kills, a full disk,
+//! a read-only or symlinked output directory).
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::{Answer, FakeAgentAi, Sandbox};
+
+//   a ──▶ b ──▶ c
+//   d
+const CHAIN: &str = r#"
+name: chain
+steps:
+  a: { agent: a, input: "start" }
+  b: { agent: b, input: "{{steps.a.output}}", retry: { attempts: 1 } }
+  c: { agent: c, input: "{{steps.b.output}}" }
+  d: { agent: d, input: "alone" }
+outputs:
+  end: "{{steps.c.output}}"
+"#;
+
+/// An echoing fake whose agent `b` fails until `fixed` is set.
+fn broken_b() -> (FakeAgentAi, Arc<AtomicBool>) {
+    let fixed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&fixed);
+    let fake = FakeAgentAi::start(move |call| {
+        if call.agent == "b" && !flag.load(Ordering::SeqCst) {
+            return Answer::error(500, "b is down");
+        }
+        Answer::ok(format!("{}({})", call.agent, call.input))
+    });
+    (fake, fixed)
+}
+
+fn resume(sandbox: &Sandbox, fake: &FakeAgentAi, which: &str) -> support::Outcome {
+    let mut cmd = sandbox.baton();
+    cmd.args([
+        "run",
+        "workflow.yaml",
+        "--out",
+        "out",
+        "--base-url",
+        &fake.base_url,
+    ]);
+    cmd.args(["--resume", which]);
+    sandbox.finish(cmd)
+}
+
+#[test]
+fn resume_calls_only_what_did_not_finish() {
+    let (fake, fixed) = broken_b();
+    let sandbox = Sandbox::new();
+    let first = sandbox.run(CHAIN, &fake, &[]);
+    first.expect_code(1);
+    assert_eq!(first.status_of("c"), "skipped");
+    fixed.store(true, Ordering::SeqCst);
+
+    let second = resume(&sandbox, &fake, "latest");
+    second.expect_code(0);
+    assert_eq!(
+        second.run_dir(),
+        first.run_dir(),
+        "resume writes in the same directory"
+    );
+    assert_eq!(
+        fake.calls_to("a").len(),
+        1,
+        "a finished and is not called again"
+    );
+    assert_eq!(
+        fake.calls_to("d").len(),
+        1,
+        "d finished and is not called again"
+    );
+    assert_eq!(fake.calls_to("b").len(), 2);
+    assert_eq!(fake.calls_to("c").len(), 1);
+    let run = second.json("run.json");
+    assert_eq!(run["steps"]["a"]["reused"], true);
+    assert_eq!(run["steps"]["b"].get("reused"), None);
+    assert_eq!(
+        second.json("outputs.json")["outputs"]["end"],
+        "c(b(a(start)))"
+    );
+    assert!(
+        second.stderr.contains("2 of 4 steps finished earlier"),
+        "{}",
+        second.stderr
+    );
+
+    let id = first
+        .run_dir()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    resume(&sandbox, &fake, &id).expect_code(0);
+    assert_eq!(
+        fake.calls().len(),
+        5,
+        "a finished run resumes without a call"
+    );
+}
+
+#[test]
+fn a_changed_workflow_reruns_the_changed_steps_and_their_dependents() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    sandbox.run(CHAIN, &fake, &[]).expect_code(0);
+    sandbox.write(
+        "workflow.yaml",
+        &CHAIN.replace("\"{{steps.a.output}}\"", "\"{{steps.a.output}}!\""),
+    );
+    let outcome = resume(&sandbox, &fake, "latest");
+    outcome.expect_code(0);
+    assert!(
+        outcome
+            .stderr
+            .contains("`b` changed; these run again: `b`, `c`"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(fake.calls_to("a").len(), 1);
+    assert_eq!(fake.calls_to("d").len(), 1);
+    assert_eq!(fake.calls_to("b").len(), 2);
+    assert_eq!(fake.calls_to("b")[1].input, "a(start)!");
+    assert_eq!(fake.calls_to("c").len(), 2);
+}
+
+#[test]
+fn changed_inputs_rerun_the_steps_that_read_them() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let workflow = "name: inp\ninputs:\n  who: { default: x }\nsteps:\n  a: { agent: a, input: '{{inputs.who}}' }\n  b: { agent: b, input: 'fixed' }\n";
+    sandbox.run(workflow, &fake, &[]).expect_code(0);
+    let mut cmd = sandbox.baton();
+    cmd.args([
+        "run",
+        "workflow.yaml",
+        "--out",
+        "out",
+        "--base-url",
+        &fake.base_url,
+    ]);
+    cmd.args(["--resume", "latest", "--input", "who=y"]);
+    sandbox.finish(cmd).expect_code(0);
+    assert_eq!(fake.calls_to("a").len(), 2);
+    assert_eq!(fake.calls_to("a")[1].input, "y");
+    assert_eq!(fake.calls_to("b").len(), 1);
+}
+
+#[test]
+fn a_second_process_cannot_write_the_same_run() {
+    let fake = FakeAgentAi::start(|_| Answer::ok("x").after(Duration::from_secs(3)));
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "workflow.yaml",
+        "name: lock\nsteps:\n  a: { agent: slow }\n",
+    );
+    let mut first = sandbox.baton();
+    first
+        .args([
+            "run",
+            "workflow.yaml",
+            "--out",
+            "out",
+            "--base-url",
+            &fake.base_url,
+        ])
+        .stderr(std::process::Stdio::null());
+    let mut first = first.spawn().unwrap();
+    while fake.calls().is_empty() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    let second = resume(&sandbox, &fake, "latest");
+    second.expect_code(2);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused at once"
+    );
+    assert!(
+        second.stderr.contains("in use by another baton process"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert_eq!(fake.calls().len(), 1);
+}
+
+#[test]
+fn resume_removes_half_written_temp_files() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let first = sandbox.run(CHAIN, &fake, &[]);
+    let leftover = first.run_dir().join("steps/.tmp-b.json.1234abcd");
+    std::fs::write(&leftover, "{\"step\": \"b\", \"stat").unwrap();
+    resume(&sandbox, &fake, "latest").expect_code(0);
+    assert!(!leftover.exists());
+}
+
+#[test]
+fn resume_of_a_missing_run_is_a_usage_error() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    sandbox.write("workflow.yaml", CHAIN);
+    let outcome = resume(&sandbox, &fake, "latest");
+    outcome.expect_code(2);
+    assert!(
+        outcome.stderr.contains("no run to resume"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(fake.calls().is_empty());
+}
+
+#[test]
+fn the_cache_answers_repeated_calls_across_runs() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let workflow = "name: cached\nsteps:\n  a: { agent: a, input: 'q', cache: true }\n  b: { agent: b, input: '{{steps.a.output}}' }\n";
+    sandbox.run(workflow, &fake, &[]).expect_code(0);
+    let second = sandbox.run(workflow, &fake, &[]);
+    second.expect_code(0);
+    assert_eq!(fake.calls_to("a").len(), 1, "a came from the cache");
+    assert_eq!(fake.calls_to("b").len(), 2, "b does not use the cache");
+    let dirs: Vec<_> = std::fs::read_dir(second.out_dir.join("cached"))
+        .unwrap()
+        .collect();
+    assert_eq!(dirs.len(), 2, "two runs");
+
+    let third = sandbox.run(workflow, &fake, &["--cache"]);
+    third.expect_code(0);
+    let fourth = sandbox.run(workflow, &fake, &["--cache"]);
+    fourth.expect_code(0);
+    assert_eq!(fake.calls_to("a").len(), 1);
+    assert_eq!(
+        fake.calls_to("b").len(),
+        3,
+        "--cache caches b from the third run on"
+    );
+
+    sandbox.run(workflow, &fake, &["--no-cache"]).expect_code(0);
+    assert_eq!(fake.calls_to("a").len(), 2, "--no-cache calls again");
+
+    let mut stats = sandbox.baton();
+    stats.args(["cache", "stats", "--out", "out"]);
+    let stats = sandbox.finish(stats);
+    stats.expect_code(0);
+    assert!(stats.stdout.contains("entries: 2"), "{}", stats.stdout);
+    let mut prune = sandbox.baton();
+    prune.args(["cache", "prune", "--older-than", "0s", "--out", "out"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let pruned = sandbox.finish(prune);
+    assert!(
+        pruned.stdout.contains("removed 2 entries"),
+        "{}",
+        pruned.stdout
+    );
+}
+
+#[test]
+fn a_cache_hit_is_recorded_and_expires_with_its_time_to_live() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let workflow = "name: ttl\nsteps:\n  a: { agent: a, input: 'q', cache: 1s }\n";
+    sandbox.run(workflow, &fake, &[]).expect_code(0);
+    std::fs::remove_dir_all(sandbox.path().join("out/ttl")).unwrap();
+    let hit = sandbox.run(workflow, &fake, &[]);
+    hit.expect_code(0);
+    assert_eq!(fake.calls().len(), 1);
+    assert_eq!(hit.step("a")["cached"], true);
+    assert_eq!(hit.step("a")["output"], "a(q)");
+    assert_eq!(hit.json("run.json")["steps"]["a"]["cached"], true);
+    std::thread::sleep(Duration::from_millis(2100));
+    sandbox.run(workflow, &fake, &[]);
+    assert_eq!(fake.calls().len(), 2, "the entry expired");
+}
+
+#[test]
+fn an_output_path_that_is_a_symlink_is_not_followed() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path().join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(sandbox.path().join("elsewhere"), sandbox.path().join("out"))
+        .unwrap();
+    let outcome = sandbox.run(CHAIN, &fake, &[]);
+    outcome.expect_code(2);
+    assert!(
+        outcome.stderr.contains("is a symbolic link"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(fake.calls().is_empty());
+    assert_eq!(
+        std::fs::read_dir(sandbox.path().join("elsewhere"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// Mounts a tmpfs of `size` at `dir`; false where the machine forbids it.
+fn mount_tmpfs(dir: &std::path::Path, options: &str) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .status();
+    status.is_ok_and(|s| s.success())
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_output_directory_is_caught_before_any_call() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let out = sandbox.path().join("out");
+    if !mount_tmpfs(&out, "ro,size=1m") {
+        eprintln!("skipped: this machine does not allow mounting a read-only tmpfs");
+        return;
+    }
+    let _guard = Unmount(out);
+    let outcome = sandbox.run(CHAIN, &fake, &[]);
+    outcome.expect_code(2);
+    assert!(
+        outcome.stderr.contains("cannot create run directory"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("Read-only file system"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(fake.calls().is_empty());
+}
+
+#[test]
+fn a_full_disk_is_reported_with_the_path_and_loses_nothing_earlier() {
+    let big = "x".repeat(60_000);
+    let fake = FakeAgentAi::start(move |call| match call.agent.as_str() {
+        "big" => Answer::ok(big.clone()),
+        _ => Answer::ok("small"),
+    });
+    let sandbox = Sandbox::new();
+    let out = sandbox.path().join("out");
+    if !mount_tmpfs(&out, "size=200k") {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs");
+        return;
+    }
+    let _guard = Unmount(out);
+    let steps: String = (0..8)
+        .map(|i| format!("  s{i}: {{ agent: big, input: '{i}', needs: [first] }}\n"))
+        .collect();
+    let workflow =
+        format!("name: full\nconcurrency: 1\nsteps:\n  first: {{ agent: small }}\n{steps}");
+    let outcome = sandbox.run(&workflow, &fake, &[]);
+    outcome.expect_code(1);
+    assert!(
+        outcome.stderr.contains("cannot write"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("No space left on device"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("out/full/"),
+        "the path is named: {}",
+        outcome.stderr
+    );
+    let first = outcome.step("first");
+    assert_eq!(first["output"], "small", "the earlier result is intact");
+    for entry in std::fs::read_dir(outcome.run_dir().join("steps")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&text).is_ok(),
+            "torn {}",
+            path.display()
+        );
+    }
+}
+
+/// Step ids of the run in `out` whose own file says they succeeded.
+fn finished_steps(out: &std::path::Path) -> std::collections::HashSet<String> {
+    let mut done = std::collections::HashSet::new();
+    let Ok(workflows) = std::fs::read_dir(out.join("kill")) else {
+        return done;
+    };
+    for run in workflows {
+        let Ok(steps) = std::fs::read_dir(run.unwrap().path().join("steps")) else {
+            continue;
+        };
+        for step in steps {
+            let step = step.unwrap();
+            // A temporary file is not a result until it is renamed.
+            if step.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let text = std::fs::read_to_string(step.path()).unwrap_or_default();
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if value["status"] == "succeeded" {
+                done.insert(value["step"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    done
+}
+
+//   l0_0 … l0_7        8 independent steps
+//   l1_i reads l0_i    then two more layers the same way
+#[test]
+fn killed_at_random_moments_and_resumed_it_never_pays_twice() {
+    let mut workflow = String::from("name: kill\nconcurrency: 4\nsteps:\n");
+    for layer in 0..3 {
+        for i in 0..8 {
+            let input = match layer {
+                0 => format!("seed{i}"),
+                _ => format!("{{{{steps.l{}_{i}.output}}}}", layer - 1),
+            };
+            workflow.push_str(&format!(
+                "  l{layer}_{i}: {{ agent: l{layer}_{i}, input: '{input}' }}\n"
+            ));
+        }
+    }
+    workflow.push_str("outputs:\n");
+    for i in 0..8 {
+        workflow.push_str(&format!("  o{i}: '{{{{steps.l2_{i}.output}}}}'\n"));
+    }
+    let answer = |call: &support::Call| {
+        Answer::ok(format!("{}({})", call.agent, call.input)).after(Duration::from_millis(80))
+    };
+
+    let reference = Sandbox::new().run(&workflow, &FakeAgentAi::start(answer), &[]);
+    reference.expect_code(0);
+
+    let fake = FakeAgentAi::start(answer);
+    let sandbox = Sandbox::new();
+    sandbox.write("workflow.yaml", &workflow);
+    let out = sandbox.path().join("out");
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut kills = Vec::new();
+    let mut finished = false;
+    for _ in 0..60 {
+        let mut cmd = sandbox.baton();
+        cmd.args([
+            "run",
+            "workflow.yaml",
+            "--out",
+            "out",
+            "--base-url",
+            &fake.base_url,
+            "-q",
+        ]);
+        let has_run = std::fs::read_dir(out.join("kill")).is_ok_and(|mut d| d.next().is_some());
+        if has_run {
+            cmd.args(["--resume", "latest"]);
+        }
+        let mut child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.u64(10..200)));
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            finished = true;
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills.push((std::time::Instant::now(), finished_steps(&out)));
+    }
+    assert!(finished, "the run completed within 60 tries");
+    assert!(
+        kills.len() >= 3,
+        "the run was killed along the way ({} kills)",
+        kills.len()
+    );
+
+    for (killed_at, done) in &kills {
+        for call in fake.calls().iter().filter(|c| c.at > *killed_at) {
+            assert!(
+                !done.contains(&call.agent),
+                "`{}` was finished yet called again",
+                call.agent
+            );
+        }
+    }
+    let dirs: Vec<_> = std::fs::read_dir(out.join("kill")).unwrap().collect();
+    assert_eq!(dirs.len(), 1, "every attempt resumed the same run");
+    let outcome_dir = dirs.into_iter().next().unwrap().unwrap().path();
+    let outputs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(outcome_dir.join("outputs.json")).unwrap()).unwrap();
+    assert_eq!(outputs, reference.json("outputs.json"));
+}

@@ -1,0 +1,510 @@
+//! `baton run` against a fake agent.ai server: data flow, input shapes,
+//! concurrency, retries, failures and results on disk.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Answer, FakeAgentAi, Sandbox, KEY};
+
+//   research ──▶ outline ──▶ draft
+#[test]
+fn data_flows_through_a_chain_of_three_agents() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let outcome = sandbox.run(
+        r#"
+name: chain
+inputs:
+  topic: { default: tokio }
+steps:
+  research: { agent: researcher, input: "{{inputs.topic}}" }
+  outline: { agent: outliner, input: "notes: {{steps.research.output}}" }
+  draft: { agent: writer, input: "{{steps.outline.output}}!" }
+outputs:
+  brief: "{{steps.draft.output}}"
+"#,
+        &fake,
+        &["--json"],
+    );
+    outcome.expect_code(0);
+    assert_eq!(
+        fake.calls_to("outliner")[0].input,
+        "notes: researcher(tokio)"
+    );
+    assert_eq!(
+        fake.calls_to("writer")[0].input,
+        "outliner(notes: researcher(tokio))!"
+    );
+    assert_eq!(fake.calls().len(), 3);
+    let printed: serde_json::Value = serde_json::from_str(outcome.stdout.trim()).unwrap();
+    assert_eq!(
+        printed["outputs"]["brief"],
+        "writer(outliner(notes: researcher(tokio))!)"
+    );
+    assert_eq!(outcome.json("outputs.json"), printed);
+    let draft = outcome.step("draft");
+    assert_eq!(draft["agent"], "writer");
+    assert_eq!(draft["input"], "outliner(notes: researcher(tokio))!");
+    assert_eq!(
+        draft["output"],
+        "writer(outliner(notes: researcher(tokio))!)"
+    );
+    let run = outcome.json("run.json");
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["inputs"]["topic"], "tokio");
+    assert_eq!(run["steps"]["outline"]["attempts"], 1);
+    assert_eq!(run["workflow"]["sha256"].as_str().unwrap().len(), 64);
+    let journal = std::fs::read_to_string(outcome.run_dir().join("journal.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 3);
+}
+
+#[test]
+fn a_mapping_input_arrives_as_key_value_lines_in_file_order() {
+    let fake = FakeAgentAi::echo();
+    let outcome = Sandbox::new().run(
+        r#"
+name: fields
+steps:
+  draft:
+    agent: writer
+    input:
+      outline: "{{workflow.name}} plan"
+      tone: formal
+      words: 300
+"#,
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    assert_eq!(
+        fake.calls()[0].input,
+        "outline=fields plan\ntone=formal\nwords=300"
+    );
+    assert_eq!(
+        fake.calls()[0].authorization.as_deref(),
+        Some(&*format!("Bearer {KEY}"))
+    );
+}
+
+#[test]
+fn think_block_is_kept_apart_from_the_output() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "deepseek-r1" => Answer::ok("<think>\nweigh options\n</think>\n\n\nUse tokio."),
+        _ => Answer::ok(format!("got [{}]", call.input)),
+    });
+    let outcome = Sandbox::new().run(
+        r#"
+name: think
+steps:
+  reason: { agent: deepseek-r1, input: q }
+  next: { agent: echo, input: "{{steps.reason.output}}|{{steps.reason.thinking}}" }
+"#,
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    let reason = outcome.step("reason");
+    assert_eq!(reason["output"], "Use tokio.");
+    assert_eq!(reason["thinking"], "weigh options");
+    assert_eq!(
+        reason["raw"],
+        "<think>\nweigh options\n</think>\n\n\nUse tokio."
+    );
+    assert_eq!(fake.calls_to("echo")[0].input, "Use tokio.|weigh options");
+}
+
+#[test]
+fn json_replies_can_be_read_field_by_field() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "classify" => Answer::ok("```json\n{\"labels\": [\"bug\", \"ui\"]}\n```"),
+        "object" => Answer::ok(json!({"score": 7})),
+        _ => Answer::ok(call.input.clone()),
+    });
+    let outcome = Sandbox::new().run(
+        r#"
+name: json
+steps:
+  classify: { agent: classify }
+  object: { agent: object }
+  use:
+    agent: echo
+    input: "{{#each steps.classify.json.labels}}{{this}};{{/each}} {{steps.object.json.score}}"
+"#,
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    assert_eq!(fake.calls_to("echo")[0].input, "bug;ui; 7");
+    assert_eq!(outcome.step("object")["raw"], json!({"score": 7}));
+}
+
+#[test]
+fn concurrency_caps_requests_in_flight_and_is_reached() {
+    let fake = FakeAgentAi::start(|_| Answer::ok("x").after(Duration::from_millis(300)));
+    let steps: String = (0..8)
+        .map(|i| format!("  s{i}: {{ agent: slow, input: '{i}' }}\n"))
+        .collect();
+    let outcome = Sandbox::new().run(
+        &format!("name: wide\nconcurrency: 3\nsteps:\n{steps}"),
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    assert_eq!(fake.calls().len(), 8);
+    assert_eq!(fake.peak_in_flight(), 3);
+
+    let fake = FakeAgentAi::start(|_| Answer::ok("x").after(Duration::from_millis(300)));
+    let outcome = Sandbox::new().run(
+        &format!("name: wide\nconcurrency: 3\nsteps:\n{steps}"),
+        &fake,
+        &["--concurrency", "5"],
+    );
+    outcome.expect_code(0);
+    assert_eq!(fake.peak_in_flight(), 5);
+}
+
+#[test]
+fn a_server_error_is_retried_and_then_succeeds() {
+    let fake = FakeAgentAi::start(|call| match call.nth {
+        0 => Answer::error(503, "busy"),
+        _ => Answer::ok("fine"),
+    });
+    let outcome = Sandbox::new().run(
+        "name: retry\ndefaults: { retry: { attempts: 3, backoff: 50ms } }\nsteps:\n  a: { agent: flaky }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    assert_eq!(fake.calls().len(), 2);
+    let a = outcome.step("a");
+    assert_eq!(a["output"], "fine");
+    assert_eq!(a["attempts"].as_array().unwrap().len(), 2);
+    assert!(a["attempts"][0]["error"].as_str().unwrap().contains("503"));
+}
+
+#[test]
+fn rate_limit_waits_for_retry_after_and_frees_the_slot_meanwhile() {
+    // With one slot, `other` can only run while `limited` waits.
+    let fake = FakeAgentAi::start(|call| match (call.agent.as_str(), call.nth) {
+        ("limited", 0) => Answer::error(429, "slow down").header("Retry-After", "1"),
+        _ => Answer::ok("done"),
+    });
+    let outcome = Sandbox::new().run(
+        "name: limit\nconcurrency: 1\nsteps:\n  limited: { agent: limited }\n  other: { agent: other }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    let limited = fake.calls_to("limited");
+    assert_eq!(limited.len(), 2);
+    let waited = limited[1].at - limited[0].at;
+    assert!(
+        waited >= Duration::from_millis(1000),
+        "retried after {waited:?}"
+    );
+    let other = &fake.calls_to("other")[0];
+    assert!(
+        other.at < limited[1].at,
+        "`other` should run during the wait"
+    );
+}
+
+#[test]
+fn a_rejected_key_stops_the_whole_run() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "first" => Answer::error(401, "invalid api key"),
+        _ => Answer::ok("x").after(Duration::from_millis(100)),
+    });
+    let outcome = Sandbox::new().run(
+        r#"
+name: auth
+concurrency: 1
+steps:
+  first: { agent: first }
+  second: { agent: second }
+  third: { agent: third }
+"#,
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    assert_eq!(fake.calls().len(), 1, "no call after the 401");
+    assert!(outcome.stderr.contains("401"), "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("invalid api key"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(outcome.status_of("first"), "failed");
+    assert_eq!(outcome.status_of("second"), "not_started");
+    let run = outcome.json("run.json");
+    assert_eq!(run["status"], "failed");
+    assert!(run["error"].as_str().unwrap().contains("first"));
+}
+
+//   broken ──▶ after ──▶ later
+//   fine   ──▶ joined
+#[test]
+fn a_failed_step_skips_its_dependents_and_not_its_neighbours() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "broken" => Answer::error(404, "no such agent"),
+        _ => Answer::ok(call.agent.clone()),
+    });
+    let outcome = Sandbox::new().run(
+        r#"
+name: partial
+steps:
+  broken: { agent: broken }
+  after: { agent: after, input: "{{steps.broken.output}}" }
+  later: { agent: later, needs: [after] }
+  fine: { agent: fine }
+  joined: { agent: joined, input: "{{steps.fine.output}}" }
+outputs:
+  good: "{{steps.joined.output}}"
+  bad: "{{steps.later.output}}"
+"#,
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    assert_eq!(fake.calls_to("broken").len(), 1, "404 is not retried");
+    assert!(fake.calls_to("after").is_empty() && fake.calls_to("later").is_empty());
+    assert_eq!(outcome.status_of("broken"), "failed");
+    assert_eq!(outcome.status_of("after"), "skipped");
+    assert_eq!(outcome.status_of("later"), "skipped");
+    assert_eq!(outcome.status_of("joined"), "succeeded");
+    let run = outcome.json("run.json");
+    assert_eq!(run["steps"]["after"]["reason"], "`broken` failed");
+    assert!(run["steps"]["broken"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("no such agent"));
+    let outputs = outcome.json("outputs.json");
+    assert_eq!(outputs["outputs"]["good"], "joined");
+    assert_eq!(outputs["missing"]["bad"], "step `later` skipped");
+    assert_eq!(outcome.step("broken")["status"], "failed");
+}
+
+#[test]
+fn fail_fast_cancels_what_is_running() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "broken" => Answer::error(400, "bad input"),
+        _ => Answer::ok("x").after(Duration::from_secs(5)),
+    });
+    let outcome = Sandbox::new().run(
+        "name: ff\nsteps:\n  slow: { agent: slow }\n  broken: { agent: broken }\n",
+        &fake,
+        &["--fail-fast"],
+    );
+    outcome.expect_code(1);
+    assert_eq!(outcome.status_of("slow"), "cancelled");
+    assert_eq!(outcome.status_of("broken"), "failed");
+}
+
+#[test]
+fn a_slow_agent_times_out() {
+    let fake = FakeAgentAi::start(|_| Answer::ok("late").after(Duration::from_secs(5)));
+    let outcome = Sandbox::new().run(
+        "name: slow\nsteps:\n  a: { agent: slow, timeout: 300ms, retry: { attempts: 2, backoff: 10ms } }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    assert_eq!(fake.calls().len(), 2);
+    assert!(
+        outcome.stderr.contains("did not answer within 300ms"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn interrupt_cancels_steps_and_records_the_run() {
+    let fake = FakeAgentAi::start(|_| Answer::ok("x").after(Duration::from_secs(30)));
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "workflow.yaml",
+        "name: int\nsteps:\n  a: { agent: slow }\n  b: { run: 'true', needs: [a] }\n",
+    );
+    let mut cmd = sandbox.baton();
+    cmd.args([
+        "run",
+        "workflow.yaml",
+        "--out",
+        "out",
+        "--base-url",
+        &fake.base_url,
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fake.calls().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let run_dir = std::fs::read_dir(sandbox.path().join("out/int"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], "interrupted");
+    assert_eq!(run["steps"]["a"]["status"], "cancelled");
+    assert_eq!(run["steps"]["b"]["status"], "not_started");
+}
+
+#[test]
+fn the_key_never_reaches_files_or_logs() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "bad" => Answer::error(403, "forbidden"),
+        _ => Answer::ok("x"),
+    });
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "workflow.yaml",
+        "name: secret\nsteps:\n  a: { agent: ok }\n  b: { agent: bad }\n  c: { run: env }\n",
+    );
+    let mut cmd = sandbox.baton();
+    cmd.args([
+        "run",
+        "workflow.yaml",
+        "--out",
+        "out",
+        "--base-url",
+        &fake.base_url,
+        "-vvv",
+    ])
+    .env("RUST_LOG", "trace");
+    let outcome = sandbox.finish(cmd);
+    outcome.expect_code(1);
+    assert!(
+        outcome.stderr.contains("forbidden"),
+        "the run logged its error"
+    );
+    assert!(outcome.stderr.lines().count() > 20, "trace logging was on");
+    assert!(!outcome.stderr.contains(KEY), "key in stderr");
+    assert!(!outcome.stdout.contains(KEY), "key in stdout");
+    let mut files = vec![outcome.run_dir()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains(KEY), "key in {}", path.display());
+        }
+    }
+}
+
+#[test]
+fn a_missing_key_is_a_usage_error_before_any_call() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    sandbox.write("workflow.yaml", "name: nokey\nsteps:\n  a: { agent: x }\n");
+    let mut cmd = sandbox.baton();
+    cmd.args(["run", "workflow.yaml", "--base-url", &fake.base_url])
+        .env_remove("AGENTAI_API_KEY");
+    let outcome = sandbox.finish(cmd);
+    outcome.expect_code(2);
+    assert!(
+        outcome.stderr.contains("AGENTAI_API_KEY"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(fake.calls().is_empty());
+}
+
+#[test]
+fn plain_http_is_refused_for_remote_hosts() {
+    let sandbox = Sandbox::new();
+    sandbox.write("workflow.yaml", "name: tls\nsteps:\n  a: { agent: x }\n");
+    let mut cmd = sandbox.baton();
+    cmd.args([
+        "run",
+        "workflow.yaml",
+        "--base-url",
+        "http://agent.example/v1",
+    ]);
+    let outcome = sandbox.finish(cmd);
+    outcome.expect_code(2);
+    assert!(
+        outcome.stderr.contains("must use https"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn local_command_failure_shows_the_end_of_stderr() {
+    let fake = FakeAgentAi::echo();
+    let outcome = Sandbox::new().run(
+        "name: cmd\nsteps:\n  a: { run: ['sh', '-c', 'echo oops >&2; exit 4'], retry: { attempts: 1 } }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    let error = outcome.json("run.json")["steps"]["a"]["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("status 4") && error.contains("oops"),
+        "{error}"
+    );
+}
+
+#[test]
+fn inputs_come_from_flags_and_files_and_are_checked() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    sandbox.write("in.yaml", "topic: from-file\naudience: file-people\n");
+    let workflow = r#"
+name: inputs
+inputs:
+  topic: { default: dflt }
+  audience: {}
+steps:
+  a: { agent: x, input: "{{inputs.topic}}/{{inputs.audience}}" }
+"#;
+    sandbox
+        .run(
+            workflow,
+            &fake,
+            &["--inputs", "in.yaml", "--input", "audience=cli"],
+        )
+        .expect_code(0);
+    assert_eq!(fake.calls()[0].input, "from-file/cli");
+
+    let missing = sandbox.run(workflow, &fake, &[]);
+    missing.expect_code(2);
+    assert!(
+        missing
+            .stderr
+            .contains("required input `audience` was not given"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("workflow.yaml:5:3"),
+        "{}",
+        missing.stderr
+    );
+
+    let unknown = sandbox.run(workflow, &fake, &["--input", "audiense=x"]);
+    unknown.expect_code(2);
+    assert!(
+        unknown.stderr.contains("did you mean `audience`?"),
+        "{}",
+        unknown.stderr
+    );
+    assert_eq!(fake.calls().len(), 1);
+}
