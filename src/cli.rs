@@ -298,11 +298,12 @@ fn resolve(args: &RunArgs, plan: &Plan) -> Result<RunOptions, String> {
         None => None,
     };
     let mut given = IndexMap::new();
-    // A resumed run keeps its inputs unless the command line changes them;
-    // inputs the workflow no longer declares are dropped.
+    // A resumed run keeps the inputs it was given unless the command line
+    // changes them; defaults come from the file as it is now, and inputs
+    // the workflow no longer declares are dropped.
     let earlier = resume.as_deref().and_then(crate::store::previous::read_run);
     if let Some(run) = &earlier {
-        for (name, value) in &run.inputs {
+        for (name, value) in &run.inputs_given {
             if plan.workflow().inputs.contains_key(name) {
                 given.insert(name.clone(), value.clone());
             }
@@ -310,6 +311,7 @@ fn resolve(args: &RunArgs, plan: &Plan) -> Result<RunOptions, String> {
     }
     given.extend(given_inputs(args)?);
     let inputs = plan.resolve_inputs(&given).map_err(|r| r.render())?;
+    let inputs_given = given.into_iter().collect();
     let agentai = if plan.has_agent_steps() {
         let key = std::env::var(agentai::KEY_VAR).unwrap_or_default();
         if key.trim().is_empty() {
@@ -341,6 +343,7 @@ fn resolve(args: &RunArgs, plan: &Plan) -> Result<RunOptions, String> {
         concurrency,
         fail_fast: args.fail_fast,
         inputs,
+        inputs_given,
         agentai,
         progress: Progress { quiet: args.quiet },
         resume,

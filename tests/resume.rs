@@ -86,7 +86,7 @@ fn resume_calls_only_what_did_not_finish() {
         "c(b(a(start)))"
     );
     assert!(
-        second.stderr.contains("2 of 4 steps finished earlier"),
+        second.stderr.contains("2 of 4 steps succeeded earlier"),
         "{}",
         second.stderr
     );
@@ -150,6 +150,164 @@ fn changed_inputs_rerun_the_steps_that_read_them() {
     assert_eq!(fake.calls_to("a").len(), 2);
     assert_eq!(fake.calls_to("a")[1].input, "y");
     assert_eq!(fake.calls_to("b").len(), 1);
+}
+
+//   a ──▶ g      (g only waits for a; its input is fixed)
+//   z            (fails until fixed; with --fail-fast the run stops there)
+const NEEDS_ONLY: &str = r#"
+name: lineage
+concurrency: 1
+steps:
+  a: { agent: a, input: "one" }
+  z: { agent: z, input: "zed", retry: { attempts: 1 } }
+  g: { agent: g, input: "go", needs: [a] }
+"#;
+
+#[test]
+fn a_dependent_reruns_after_its_upstream_changed_even_if_a_resume_was_cut_short() {
+    let fixed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&fixed);
+    let fake = FakeAgentAi::start(move |call| {
+        if call.agent == "z" && !flag.load(Ordering::SeqCst) {
+            return Answer::error(500, "z is down");
+        }
+        Answer::ok(format!("{}({})", call.agent, call.input))
+    });
+    let sandbox = Sandbox::new();
+    sandbox.run(NEEDS_ONLY, &fake, &[]).expect_code(1);
+    assert_eq!(fake.calls_to("g").len(), 1);
+
+    // The edit changes `a`; the resume re-runs it, then stops at `z` before
+    // `g`, which still holds its result from the first run.
+    sandbox.write("workflow.yaml", &NEEDS_ONLY.replace("\"one\"", "\"two\""));
+    let cut = resume_with(&sandbox, &fake, &["--fail-fast"]);
+    cut.expect_code(1);
+    assert_eq!(fake.calls_to("a").len(), 2);
+    assert_eq!(
+        fake.calls_to("g").len(),
+        1,
+        "g did not start: {}",
+        cut.stderr
+    );
+
+    fixed.store(true, Ordering::SeqCst);
+    let done = resume_with(&sandbox, &fake, &[]);
+    done.expect_code(0);
+    assert_eq!(fake.calls_to("a").len(), 2, "a's new result is reused");
+    assert_eq!(
+        fake.calls_to("g").len(),
+        2,
+        "g ran after the old a, so it runs again: {}",
+        done.stderr
+    );
+    assert_eq!(done.json("run.json")["steps"]["a"]["reused"], true);
+    assert_eq!(done.json("run.json")["steps"]["g"].get("reused"), None);
+
+    resume_with(&sandbox, &fake, &[]).expect_code(0);
+    assert_eq!(
+        fake.calls().len(),
+        2 + 3 + 2,
+        "a finished run calls nothing"
+    );
+}
+
+fn resume_with(sandbox: &Sandbox, fake: &FakeAgentAi, args: &[&str]) -> support::Outcome {
+    let mut cmd = sandbox.baton();
+    cmd.args(["run", "workflow.yaml", "--out", "out"]);
+    cmd.args(["--base-url", &fake.base_url, "--resume", "latest"]);
+    cmd.args(args);
+    sandbox.finish(cmd)
+}
+
+#[test]
+fn a_resumed_run_keeps_given_inputs_and_takes_defaults_from_the_file() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let workflow = "name: defaults\ninputs:\n  who: { default: alice }\n  tone: {}\nsteps:\n  \
+        a: { agent: a, input: '{{inputs.who}} {{inputs.tone}}' }\n";
+    sandbox
+        .run(workflow, &fake, &["--input", "tone=dry"])
+        .expect_code(0);
+    sandbox.write("workflow.yaml", &workflow.replace("alice", "bob"));
+    resume_with(&sandbox, &fake, &[]).expect_code(0);
+    let inputs: Vec<String> = fake.calls_to("a").into_iter().map(|c| c.input).collect();
+    assert_eq!(inputs, ["alice dry", "bob dry"]);
+}
+
+#[test]
+fn a_result_file_lost_after_the_journal_line_is_reported_and_run_again() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let first = sandbox.run(CHAIN, &fake, &[]);
+    first.expect_code(0);
+    std::fs::remove_file(first.run_dir().join("steps/d.json")).unwrap();
+    let torn = first.run_dir().join("steps/a.json");
+    let text = std::fs::read_to_string(&torn).unwrap();
+    std::fs::write(&torn, &text[..text.len() / 2]).unwrap();
+
+    let second = resume(&sandbox, &fake, "latest");
+    second.expect_code(0);
+    assert!(
+        second
+            .stderr
+            .contains("the journal records `a`, `d` as finished, but the result file"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(fake.calls_to("a").len(), 2);
+    assert_eq!(fake.calls_to("d").len(), 2);
+    assert_eq!(
+        second.step("a")["output"],
+        "a(start)",
+        "a's file is whole again"
+    );
+}
+
+#[test]
+fn resume_names_only_run_directories() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    sandbox.run(CHAIN, &fake, &[]).expect_code(0);
+    for which in ["..", ".", "", "../chain", "steps"] {
+        let outcome = resume(&sandbox, &fake, which);
+        outcome.expect_code(2);
+        assert!(
+            outcome.stderr.contains("no run to resume"),
+            "{which}: {}",
+            outcome.stderr
+        );
+    }
+    assert!(!sandbox.path().join("out/run.json").exists());
+    assert!(!sandbox.path().join("out/chain/run.json").exists());
+    assert_eq!(fake.calls().len(), 4);
+}
+
+#[test]
+fn resume_does_not_follow_a_symlinked_output_directory() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    sandbox.run(CHAIN, &fake, &[]).expect_code(0);
+    std::os::unix::fs::symlink(sandbox.path().join("out"), sandbox.path().join("link")).unwrap();
+    for out in ["link", "link/"] {
+        let mut cmd = sandbox.baton();
+        cmd.args([
+            "run",
+            "workflow.yaml",
+            "--out",
+            out,
+            "--base-url",
+            &fake.base_url,
+        ]);
+        cmd.args(["--resume", "latest"]);
+        let outcome = sandbox.finish(cmd);
+        outcome.expect_code(2);
+        assert!(
+            outcome.stderr.contains("symbolic link"),
+            "{}",
+            outcome.stderr
+        );
+    }
+    assert_eq!(fake.calls().len(), 4);
 }
 
 #[test]
@@ -385,6 +543,16 @@ fn a_full_disk_is_reported_with_the_path_and_loses_nothing_earlier() {
     );
     let first = outcome.step("first");
     assert_eq!(first["output"], "small", "the earlier result is intact");
+    assert!(
+        fake.calls_to("big").len() < 8,
+        "the run stops calling once results cannot be kept: {}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("its result could not be saved"),
+        "{}",
+        outcome.stderr
+    );
     for entry in std::fs::read_dir(outcome.run_dir().join("steps")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();

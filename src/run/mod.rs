@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub fail_fast: bool,
     /// Inputs after defaults were applied.
     pub inputs: Map<String, Value>,
+    /// The inputs the person gave, which a resumed run keeps.
+    pub inputs_given: Map<String, Value>,
     /// The agent.ai client; needed when the workflow has agent steps.
     pub agentai: Option<AgentAi>,
     pub progress: Progress,
@@ -84,6 +86,8 @@ enum Stop {
     Interrupted,
     FailFast(String),
     Fatal(String),
+    /// A step's result could not be written; the message says where.
+    Store(String),
 }
 
 impl Stop {
@@ -93,6 +97,9 @@ impl Stop {
             Stop::FailFast(id) => format!("the run stopped after `{id}` failed (--fail-fast)"),
             Stop::Fatal(id) => {
                 format!("the run stopped: step `{id}` hit an error no step can get past")
+            }
+            Stop::Store(message) => {
+                format!("the run stopped: results can no longer be written ({message})")
             }
         }
     }
@@ -110,7 +117,7 @@ pub async fn execute(
         Some(dir) => {
             // Read what finished only once the lock is held, so no other
             // process is still adding to it.
-            let store = RunStore::open(dir.clone())?;
+            let store = RunStore::open(&options.out_dir, dir.clone())?;
             let previous = crate::store::previous::load(dir);
             let reuse = resume::reuse(&plan, &previous);
             announce(&plan, &previous, &reuse, &options.progress);
@@ -134,6 +141,7 @@ pub async fn execute(
         status: "running".into(),
         workflow: provenance::describe(plan.name(), plan.path(), plan.source()),
         inputs: options.inputs.clone(),
+        inputs_given: options.inputs_given.clone(),
         concurrency: options.concurrency,
         started_at: first_start.unwrap_or_else(|| timestamp(started)),
         resumed_at: options.resume.is_some().then(|| timestamp(started)),
@@ -160,16 +168,20 @@ pub async fn execute(
     engine.previous = reuse.records;
     let stop = engine.run(&mut interrupt).await;
 
+    // Every step file is written before the outputs and the final run.json,
+    // so a finished run.json vouches for the files beside it.
+    let mut store_errors = engine.store.finish().await;
+    while let Ok(lost) = engine.lost.try_recv() {
+        engine.lose(lost);
+    }
     let status = match (&stop, engine.all_succeeded()) {
         (Some(Stop::Interrupted), _) => RunStatus::Interrupted,
-        (_, true) => RunStatus::Succeeded,
+        (_, true) if store_errors.is_empty() => RunStatus::Succeeded,
         _ => RunStatus::Failed,
     };
     let outputs = engine.outputs();
     let Engine {
-        mut store,
-        summaries,
-        ..
+        store, summaries, ..
     } = engine;
     for (idx, s) in summaries.into_iter().enumerate() {
         record.steps[idx] = s;
@@ -177,28 +189,20 @@ pub async fn execute(
     record.status = status.as_str().into();
     record.ended_at = Some(timestamp(SystemTime::now()));
     record.duration_ms = Some(clock.elapsed().as_millis() as u64);
-    record.error = stop
-        .filter(|s| !matches!(s, Stop::Interrupted))
-        .map(|s| s.reason());
+    record.error = match stop {
+        Some(Stop::Interrupted) => None,
+        Some(stop) => Some(stop.reason()),
+        None if !store_errors.is_empty() => Some(format!(
+            "{} result file(s) could not be written",
+            store_errors.len()
+        )),
+        None => None,
+    };
 
-    let mut store_errors = Vec::new();
     if let Err(e) = store.write_now("outputs.json", &outputs) {
         store_errors.push(e);
     }
     let dir = store.dir().to_owned();
-    // run.json is written last, after every step file is durable, so a
-    // finished run.json vouches for the files beside it.
-    let pending = store.finish().await;
-    store_errors.extend(pending);
-    let mut status = status;
-    if !store_errors.is_empty() && status == RunStatus::Succeeded {
-        status = RunStatus::Failed;
-        record.status = status.as_str().into();
-        record.error = Some(format!(
-            "{} result file(s) could not be written",
-            store_errors.len()
-        ));
-    }
     if let Err(e) = store.write_now("run.json", &record) {
         store_errors.push(e);
     }
@@ -238,21 +242,36 @@ fn announce(plan: &Plan, previous: &Previous, reuse: &resume::Reuse, progress: &
     };
     let offered = reuse.records.iter().filter(|r| r.is_some()).count();
     progress.note(&format!(
-        "resuming run {}: {offered} of {} steps finished earlier",
+        "resuming run {}: {} of {} steps succeeded earlier, {offered} of them still valid",
         previous.run_id,
+        previous.succeeded.len(),
         plan.steps().len()
     ));
-    let old_sha = previous.run.as_ref().map(|r| r.workflow.sha256.clone());
-    let new_sha = crate::hash::sha256_hex(plan.source().as_bytes());
-    if old_sha.is_some_and(|old| old != new_sha) {
-        if reuse.changed.is_empty() {
+    if !previous.unreadable.is_empty() {
+        let names: Vec<String> = previous
+            .unreadable
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect();
+        progress.note(&format!(
+            "the journal records {} as finished, but the result file is missing or torn; \
+             they run again",
+            names.join(", ")
+        ));
+    }
+    // Told from the steps' own definitions rather than the file's hash, so
+    // a resume that was itself cut short still says what changed.
+    if !reuse.changed.is_empty() {
+        progress.note(&format!(
+            "the workflow changed since: {} changed; these run again: {}",
+            ids(&reuse.changed),
+            ids(&reuse.invalidated)
+        ));
+    } else {
+        let old_sha = previous.run.as_ref().map(|r| r.workflow.sha256.clone());
+        let new_sha = crate::hash::sha256_hex(plan.source().as_bytes());
+        if old_sha.is_some_and(|old| old != new_sha) {
             progress.note("the workflow file changed since, but no finished step's definition did");
-        } else {
-            progress.note(&format!(
-                "the workflow file changed since: {} changed; these run again: {}",
-                ids(&reuse.changed),
-                ids(&reuse.invalidated)
-            ));
         }
     }
 }
@@ -272,14 +291,32 @@ struct Engine {
     ready: VecDeque<StepIdx>,
     /// Earlier results each step may reuse, on resume.
     previous: Vec<Option<Arc<StepRecord>>>,
+    /// Per succeeded step, the hash of it and everything upstream of it,
+    /// kept until its last dependent has started.
+    lineage: Vec<Option<String>>,
+    /// Dependents of each step not yet started.
+    lineage_readers: Vec<u32>,
+    /// Step results the store could not write.
+    lost: tokio::sync::mpsc::UnboundedReceiver<crate::store::LostResult>,
     cache_all: Option<bool>,
     tasks: JoinSet<StepOutcome>,
     running: HashMap<tokio::task::Id, StepIdx>,
 }
 
 impl Engine {
-    fn new(plan: Arc<Plan>, shared: Arc<Shared>, store: RunStore, options: &RunOptions) -> Self {
+    fn new(
+        plan: Arc<Plan>,
+        shared: Arc<Shared>,
+        mut store: RunStore,
+        options: &RunOptions,
+    ) -> Self {
         let n = plan.steps().len();
+        let lost = store.take_lost();
+        let lineage_readers = plan
+            .steps()
+            .iter()
+            .map(|s| s.dependents.len() as u32)
+            .collect();
         let mut readers_left = vec![0u32; n];
         for step in plan.steps() {
             step.reads.iter().for_each(|&r| readers_left[r] += 1);
@@ -300,6 +337,9 @@ impl Engine {
             readers_left,
             ready: VecDeque::new(),
             previous: vec![None; n],
+            lineage: vec![None; n],
+            lineage_readers,
+            lost,
             cache_all: options.cache_all,
             tasks: JoinSet::new(),
             running: HashMap::new(),
@@ -333,6 +373,13 @@ impl Engine {
                         }
                     }
                 }
+                Some(lost) = self.lost.recv() => {
+                    let message = self.lose(lost);
+                    if stop.is_none() {
+                        stop = Some(Stop::Store(message));
+                        self.halt();
+                    }
+                }
                 permit = slots.acquire_owned(), if !self.ready.is_empty() && stop.is_none() => {
                     let permit = permit.expect("the run never closes its semaphore");
                     let idx = self.ready.pop_front().expect("checked non-empty");
@@ -358,6 +405,7 @@ impl Engine {
     }
 
     fn spawn(&mut self, idx: StepIdx, slot: tokio::sync::OwnedSemaphorePermit) {
+        let upstream = self.upstream(idx);
         let step = self.plan.step(idx);
         let reads = step
             .reads
@@ -376,12 +424,33 @@ impl Engine {
             shared: Arc::clone(&self.shared),
             previous: self.previous[idx].take(),
             cache: self.cache_for(idx),
+            upstream,
         };
         self.progress
             .started(&step.spec.id, &describe(&step.spec.action));
         let span = tracing::info_span!("step", step = %step.spec.id);
         let handle = self.tasks.spawn(step::execute(job, slot).instrument(span));
         self.running.insert(handle.id(), idx);
+    }
+
+    /// The hash of the lineages of `idx`'s dependencies, in their order.
+    /// Each lineage is dropped once its last dependent has started.
+    fn upstream(&mut self, idx: StepIdx) -> String {
+        let plan = Arc::clone(&self.plan);
+        let deps = &plan.step(idx).deps;
+        let hash = crate::hash::sha256_parts(deps.iter().map(|&d| {
+            self.lineage[d]
+                .as_deref()
+                .expect("dependencies succeed before their dependents start")
+                .as_bytes()
+        }));
+        for &d in deps {
+            self.lineage_readers[d] -= 1;
+            if self.lineage_readers[d] == 0 {
+                self.lineage[d] = None;
+            }
+        }
+        hash
     }
 
     /// Whether step `idx` uses the cache, and with which time to live.
@@ -447,6 +516,9 @@ impl Engine {
             if self.readers_left[idx] > 0 {
                 self.values[idx] = Some(Arc::new(reply.values().to_value()));
             }
+            if self.lineage_readers[idx] > 0 {
+                self.lineage[idx] = Some(lineage(&self.plan, &outcome, reply));
+            }
             self.ready.extend(scheduler.succeeded(idx));
             return None;
         }
@@ -495,6 +567,7 @@ impl Engine {
             attempts: outcome.attempts.clone(),
             definition: Some(step.definition.clone()),
             input_sha256: outcome.input_sha256.clone(),
+            upstream: Some(outcome.upstream.clone()),
             cached: outcome.source == step::Source::Cached,
         };
         let line = JournalLine {
@@ -504,7 +577,21 @@ impl Engine {
             input_sha256: outcome.input_sha256.clone(),
             ended_at: record.ended_at.clone(),
         };
-        self.store.write_step(record, line);
+        self.store.write_step(idx, record, line);
+    }
+
+    /// A step's result could not be written: it counts as failed, so that
+    /// a resumed run calls it again. Returns what went wrong.
+    fn lose(&mut self, lost: crate::store::LostResult) -> String {
+        let summary = &mut self.summaries[lost.step];
+        summary.status = StepStatus::Failed;
+        summary.error = Some(format!("its result could not be saved: {}", lost.message));
+        let id = &self.plan.step(lost.step).spec.id;
+        self.progress.note(&format!(
+            "step `{id}`: its result could not be saved: {}",
+            lost.message
+        ));
+        lost.message
     }
 
     /// A reader of other steps' values is done: values nobody else reads
@@ -567,6 +654,24 @@ impl Engine {
     }
 }
 
+/// The hash that stands for a succeeded step and everything upstream of
+/// it: a change anywhere above a step, to a definition, an input or a
+/// result, changes the lineage its dependents see.
+fn lineage(plan: &Plan, outcome: &StepOutcome, reply: &crate::agent::Reply) -> String {
+    let raw = serde_json::to_vec(&reply.raw).expect("replies serialize to JSON");
+    let step = plan.step(outcome.idx);
+    crate::hash::sha256_parts([
+        outcome.upstream.as_bytes(),
+        step.definition.as_bytes(),
+        outcome
+            .input_sha256
+            .as_deref()
+            .unwrap_or_default()
+            .as_bytes(),
+        raw.as_slice(),
+    ])
+}
+
 /// A step whose task panicked failed; the run goes on.
 fn panic_outcome(idx: StepIdx, e: tokio::task::JoinError) -> StepOutcome {
     let panic = e.into_panic();
@@ -588,6 +693,7 @@ fn panic_outcome(idx: StepIdx, e: tokio::task::JoinError) -> StepOutcome {
         started_at: SystemTime::now(),
         elapsed: std::time::Duration::ZERO,
         slot: None,
+        upstream: String::new(),
     }
 }
 

@@ -32,6 +32,8 @@ pub struct StepJob {
     /// Whether to use the cache, and for how long an entry stays good
     /// (`None` inside: until pruned).
     pub cache: Option<Option<Duration>>,
+    /// The hash of everything upstream of the step, as it is in this run.
+    pub upstream: String,
 }
 
 /// What every step of a run shares.
@@ -67,6 +69,8 @@ pub struct StepOutcome {
     /// The concurrency slot, handed back with the outcome so that the run
     /// sees the step's end before another step can take the slot.
     pub slot: Option<OwnedSemaphorePermit>,
+    /// [`StepJob::upstream`], handed back.
+    pub upstream: String,
 }
 
 /// A step's failure, and whether it must stop the whole run.
@@ -98,6 +102,7 @@ pub async fn execute(job: StepJob, slot: OwnedSemaphorePermit) -> StepOutcome {
                 started_at,
                 elapsed: clock.elapsed(),
                 slot,
+                upstream: job.upstream,
             };
         }
     };
@@ -113,6 +118,7 @@ pub async fn execute(job: StepJob, slot: OwnedSemaphorePermit) -> StepOutcome {
         started_at,
         elapsed: clock.elapsed(),
         slot,
+        upstream: job.upstream,
     }
 }
 
@@ -125,7 +131,9 @@ async fn obtain(
     slot: &mut Option<OwnedSemaphorePermit>,
 ) -> (Result<Reply, Failure>, Vec<AttemptRecord>, Source) {
     if let Some(previous) = &job.previous {
-        if previous.input_sha256.as_deref() == Some(hash) {
+        let same_input = previous.input_sha256.as_deref() == Some(hash);
+        let same_upstream = previous.upstream.as_deref() == Some(job.upstream.as_str());
+        if same_input && same_upstream {
             return (Ok(reply_of(previous)), Vec::new(), Source::Reused);
         }
     }

@@ -8,7 +8,7 @@
 //! directory sync per batch instead of one per file.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -39,8 +39,10 @@ impl Journal {
     pub fn open(path: &Path, steps: PathBuf) -> std::io::Result<Journal> {
         let file = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)?;
+        drop_torn_line(&file)?;
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("baton-journal".into())
@@ -67,6 +69,41 @@ impl Journal {
     }
 }
 
+/// A process killed mid-append can leave the last line without its end;
+/// cut it off, so that the next line starts on a line of its own.
+fn drop_torn_line(mut file: &File) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut block = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let part = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(part)?;
+        if let Some(i) = part.iter().rposition(|&b| b == b'\n') {
+            end = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        file.set_len(end)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// The lines of the journal at `path` that parse, in order; a torn last
+/// line is passed over.
+pub fn read(path: &Path) -> Vec<JournalLine> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
 fn append_loop(
     mut file: File,
     steps: &Path,
@@ -82,4 +119,34 @@ fn append_loop(
         file.sync_data()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_cut_before_appending() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("journal.jsonl");
+        let whole = serde_json::to_string(&JournalLine::for_test("a")).unwrap();
+        std::fs::write(&path, format!("{whole}\n{}", &whole[..20])).unwrap();
+        let mut journal = Journal::open(&path, tmp.path().to_owned()).unwrap();
+        journal.sender().append(&JournalLine::for_test("b"));
+        journal.close().unwrap();
+        let steps: Vec<String> = read(&path).into_iter().map(|l| l.step).collect();
+        assert_eq!(steps, ["a", "b"]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn a_journal_without_any_whole_line_starts_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("journal.jsonl");
+        std::fs::write(&path, "x".repeat(10_000)).unwrap();
+        let mut journal = Journal::open(&path, tmp.path().to_owned()).unwrap();
+        journal.close().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
 }

@@ -31,6 +31,7 @@ use serde::Serialize;
 use atomic::write_atomic;
 use journal::Journal;
 pub use record::{AttemptRecord, JournalLine, RunRecord, StepRecord, StepStatus, StepSummary};
+pub use writers::LostResult;
 use writers::Writers;
 
 /// A failure to write results.
@@ -62,6 +63,8 @@ pub struct RunStore {
     /// `None` once [`RunStore::finish`] has run, as is `journal`.
     writers: Option<Writers>,
     errors: Arc<Mutex<Vec<StoreError>>>,
+    /// Where writers report a lost step result the moment it happens.
+    lost: Option<tokio::sync::mpsc::UnboundedReceiver<LostResult>>,
     journal: Option<Journal>,
     _lock: lock::RunLock,
 }
@@ -70,24 +73,27 @@ impl RunStore {
     /// Creates `<out>/<workflow>/<run id>/` and its `steps/` folder, and
     /// proves the directory writable before any step runs.
     pub fn create(out: &Path, workflow: &str, run_id: &str) -> Result<RunStore, StoreError> {
-        refuse_symlink(out)?;
-        let parent = out.join(workflow);
-        refuse_symlink(&parent)?;
-        let dir = parent.join(run_id);
+        let dir = out.join(workflow).join(run_id);
         let create = |path: &Path| {
             std::fs::create_dir_all(path).map_err(|source| StoreError::Create {
                 path: path.to_owned(),
                 source,
             })
         };
+        // Checked before and after creating: a link made in between is
+        // caught too, before anything is written through it.
+        refuse_symlinks(out, &dir)?;
         create(&dir.join("steps"))?;
-        RunStore::open(dir)
+        RunStore::open(out, dir)
     }
 
-    /// Opens an existing run directory to go on writing in it: takes its
-    /// lock, then removes temporary files a killed process left behind.
-    pub fn open(dir: PathBuf) -> Result<RunStore, StoreError> {
-        refuse_symlink(&dir)?;
+    /// Opens an existing run directory under `out` to go on writing in it:
+    /// takes its lock, then removes temporary files a killed process left
+    /// behind.
+    pub fn open(out: &Path, dir: PathBuf) -> Result<RunStore, StoreError> {
+        refuse_symlinks(out, &dir.join("steps"))?;
+        refuse_symlinks(out, &dir.join("journal.jsonl"))?;
+        refuse_symlinks(out, &dir.join(".lock"))?;
         let lock = lock::acquire(&dir)?;
         previous::clean_temp_files(&dir);
         std::fs::create_dir_all(dir.join("steps")).map_err(|source| StoreError::Create {
@@ -102,11 +108,13 @@ impl RunStore {
                 }
             })?;
         let errors = Arc::default();
-        let writers = Writers::start(journal.sender(), Arc::clone(&errors));
+        let (lost_sender, lost) = tokio::sync::mpsc::unbounded_channel();
+        let writers = Writers::start(journal.sender(), Arc::clone(&errors), lost_sender);
         Ok(RunStore {
             dir,
             writers: Some(writers),
             errors,
+            lost: Some(lost),
             journal: Some(journal),
             _lock: lock,
         })
@@ -126,12 +134,18 @@ impl RunStore {
     /// journal line is appended. Errors surface in [`finish`].
     ///
     /// [`finish`]: RunStore::finish
-    pub fn write_step(&mut self, record: StepRecord, line: JournalLine) {
+    pub fn write_step(&mut self, step: usize, record: StepRecord, line: JournalLine) {
         let path = self.dir.join("steps").join(format!("{}.json", record.step));
         match &self.writers {
-            Some(writers) => writers.queue(path, record, line),
+            Some(writers) => writers.queue(step, path, record, line),
             None => unreachable!("no step is written after the run finished"),
         }
+    }
+
+    /// The stream of step results that could not be written, for the run
+    /// to react to; it can be taken once.
+    pub fn take_lost(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<LostResult> {
+        self.lost.take().expect("the lost results are taken once")
     }
 
     /// Waits for every queued write and the journal, returning the write
@@ -168,13 +182,27 @@ fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), Store
     })
 }
 
-fn refuse_symlink(path: &Path) -> Result<(), StoreError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(StoreError::Symlink {
-            path: path.to_owned(),
-        }),
-        _ => Ok(()),
+/// Refuses `path` if it, or any folder between `out` and it, is a
+/// symbolic link; `out` itself counts, however it is spelled (`link/`,
+/// `link/.`). Folders above `out` are the user's own business.
+fn refuse_symlinks(out: &Path, path: &Path) -> Result<(), StoreError> {
+    let out: PathBuf = out.components().collect();
+    let mut at = out.clone();
+    let below = path.strip_prefix(&out).unwrap_or(path).components();
+    for part in std::iter::once(None).chain(below.map(Some)) {
+        if let Some(part) = part {
+            at.push(part);
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(StoreError::Symlink { path: at });
+            }
+            Ok(_) => {}
+            // What does not exist yet is created as a real folder.
+            Err(_) => return Ok(()),
+        }
     }
+    Ok(())
 }
 
 /// A new run id: the UTC start time to the millisecond, which sorts, and
@@ -205,7 +233,7 @@ mod tests {
         let mut store = RunStore::create(tmp.path(), "wf", "r1").unwrap();
         let record = StepRecord::for_test("a");
         let line = JournalLine::for_test("a");
-        store.write_step(record, line);
+        store.write_step(0, record, line);
         assert!(store.finish().await.is_empty());
         let dir = tmp.path().join("wf/r1");
         let step: serde_json::Value =
@@ -226,5 +254,37 @@ mod tests {
             RunStore::create(&link, "wf", "r"),
             Err(StoreError::Symlink { .. })
         ));
+        let slashed = PathBuf::from(format!("{}/", link.display()));
+        assert!(matches!(
+            RunStore::create(&slashed, "wf", "r"),
+            Err(StoreError::Symlink { .. })
+        ));
+        assert!(matches!(
+            RunStore::create(&link.join("."), "wf", "r"),
+            Err(StoreError::Symlink { .. })
+        ));
+        assert!(std::fs::read_dir(&real).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn refuses_links_inside_the_run_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let dir = out.join("wf/r1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("steps")).unwrap();
+        assert!(matches!(
+            RunStore::open(&out, dir.clone()),
+            Err(StoreError::Symlink { .. })
+        ));
+        std::fs::remove_file(dir.join("steps")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("j"), dir.join("journal.jsonl")).unwrap();
+        assert!(matches!(
+            RunStore::open(&out, dir),
+            Err(StoreError::Symlink { .. })
+        ));
+        assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
     }
 }

@@ -1,6 +1,8 @@
 //! Reading back a run directory to resume it: which run, what it was given,
 //! and which steps finished. Only whole files are trusted, and a step counts
-//! as finished only when its own file says it succeeded.
+//! as finished only when its own file says it succeeded. The journal says
+//! which steps finished in the order they did; a step it names whose file
+//! is gone or torn is reported and runs again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,9 @@ pub struct Previous {
     pub run: Option<RunRecord>,
     /// Steps that succeeded, by id.
     pub succeeded: HashMap<String, StepRecord>,
+    /// Steps the journal records as succeeded whose result file could not
+    /// be read.
+    pub unreadable: Vec<String>,
 }
 
 /// Finds the run directory `which` (a run id, or `latest`) of `workflow`.
@@ -25,7 +30,7 @@ pub fn find(out: &Path, workflow: &str, which: &str) -> Result<PathBuf, StoreErr
     let parent = out.join(workflow);
     if which != "latest" {
         let dir = parent.join(which);
-        return match dir.is_dir() && !which.contains(['/', '\\']) {
+        return match is_run_id(which) && is_run_dir(&dir) {
             true => Ok(dir),
             false => Err(StoreError::NoSuchRun { dir }),
         };
@@ -35,15 +40,24 @@ pub fn find(out: &Path, workflow: &str, which: &str) -> Result<PathBuf, StoreErr
             dir: parent.clone(),
         })?
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|name| !name.starts_with('.'))
+        .filter(|name| is_run_id(name) && is_run_dir(&parent.join(name)))
         .collect();
     ids.sort();
     match ids.pop() {
         Some(id) => Ok(parent.join(id)),
         None => Err(StoreError::NoSuchRun { dir: parent }),
     }
+}
+
+/// A name a run directory can have: one path component, not hidden.
+fn is_run_id(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\'])
+}
+
+/// A real folder (not a link to one) that a run has written its record in.
+fn is_run_dir(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) && dir.join("run.json").is_file()
 }
 
 /// Reads what the run in `dir` finished. Call with the run's lock held.
@@ -67,11 +81,20 @@ pub fn load(dir: &Path) -> Previous {
             }
         }
     }
+    let mut unreadable: Vec<String> = super::journal::read(&dir.join("journal.jsonl"))
+        .into_iter()
+        .filter(|line| line.status == StepStatus::Succeeded)
+        .filter(|line| !succeeded.contains_key(&line.step))
+        .map(|line| line.step)
+        .collect();
+    unreadable.sort();
+    unreadable.dedup();
     Previous {
         dir: dir.to_owned(),
         run_id,
         run,
         succeeded,
+        unreadable,
     }
 }
 

@@ -38,7 +38,12 @@ pub struct RunRecord {
     /// `running`, `succeeded`, `failed` or `interrupted`.
     pub status: String,
     pub workflow: WorkflowRecord,
+    /// Every input's value, defaults included.
     pub inputs: serde_json::Map<String, Value>,
+    /// The inputs given on the command line or in `--inputs`; a resumed
+    /// run keeps these, and takes defaults afresh from the file.
+    #[serde(default)]
+    pub inputs_given: serde_json::Map<String, Value>,
     pub concurrency: usize,
     /// When the run first started.
     pub started_at: String,
@@ -117,6 +122,11 @@ pub struct StepRecord {
     /// Hash of the rendered input.
     #[serde(default)]
     pub input_sha256: Option<String>,
+    /// Hash of what the step's dependencies were when it ran: their
+    /// definitions, inputs and results, all the way up. A resumed run
+    /// reuses the result only while this still holds.
+    #[serde(default)]
+    pub upstream: Option<String>,
     /// The result came from the cache; no call was made.
     #[serde(default, skip_serializing_if = "is_false")]
     pub cached: bool,
@@ -174,6 +184,7 @@ impl StepRecord {
             attempts: Vec::new(),
             definition: None,
             input_sha256: None,
+            upstream: None,
             cached: false,
         }
     }
