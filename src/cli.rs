@@ -184,20 +184,28 @@ pub fn main(cli: Cli) -> i32 {
 
 fn cache_command(action: CacheCommand) -> i32 {
     use crate::store::cache::Cache;
-    let result = match &action {
-        CacheCommand::Stats { out } => Cache::under(out).stats().map(|s| {
-            let age = |t: Option<u64>| match t {
-                Some(secs) => {
-                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-                    humantime::format_rfc3339_seconds(at).to_string()
-                }
-                None => "-".into(),
-            };
-            println!("entries: {}", s.entries);
-            println!("bytes:   {}", s.bytes);
-            println!("oldest:  {}", age(s.oldest));
-            println!("newest:  {}", age(s.newest));
-        }),
+    let result: Result<(), String> = match &action {
+        CacheCommand::Stats { out } => Cache::under(out)
+            .stats()
+            .map_err(|e| {
+                format!(
+                    "cannot read the cache `{}`: {e}",
+                    Cache::under(out).dir().display()
+                )
+            })
+            .map(|s| {
+                let age = |t: Option<u64>| match t {
+                    Some(secs) => {
+                        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+                        humantime::format_rfc3339_seconds(at).to_string()
+                    }
+                    None => "-".into(),
+                };
+                println!("entries: {}", s.entries);
+                println!("bytes:   {}", s.bytes);
+                println!("oldest:  {}", age(s.oldest));
+                println!("newest:  {}", age(s.newest));
+            }),
         CacheCommand::Prune { older_than, out } => {
             let age = match crate::workflow::duration::parse(older_than) {
                 Ok(age) => age,
@@ -209,12 +217,13 @@ fn cache_command(action: CacheCommand) -> i32 {
             Cache::under(out)
                 .prune(age)
                 .map(|n| println!("removed {n} {}", if n == 1 { "entry" } else { "entries" }))
+                .map_err(|e| chain(&e))
         }
     };
     match result {
         Ok(()) => exit::SUCCESS,
-        Err(e) => {
-            eprintln!("error: cannot read the cache: {e}");
+        Err(message) => {
+            eprintln!("error: {message}");
             exit::STEP_FAILED
         }
     }

@@ -564,6 +564,41 @@ fn a_full_disk_is_reported_with_the_path_and_loses_nothing_earlier() {
     }
 }
 
+#[test]
+fn prune_reports_what_it_cannot_remove() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let out = sandbox.path().join("out");
+    if !mount_tmpfs(&out, "size=1m") {
+        eprintln!("skipped: this machine does not allow mounting a tmpfs");
+        return;
+    }
+    let _guard = Unmount(out.clone());
+    let workflow = "name: pr\nsteps:\n  a: { agent: a, input: 'q', cache: true }\n";
+    sandbox.run(workflow, &fake, &[]).expect_code(0);
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut prune = sandbox.baton();
+    prune.args(["cache", "prune", "--older-than", "0s", "--out", "out"]);
+    let pruned = sandbox.finish(prune);
+    pruned.expect_code(1);
+    assert!(
+        pruned.stderr.contains("cannot remove `out/.cache/"),
+        "{}",
+        pruned.stderr
+    );
+    assert!(
+        pruned.stderr.contains("Read-only file system"),
+        "{}",
+        pruned.stderr
+    );
+}
+
 /// Step ids of the run in `out` whose own file says they succeeded.
 fn finished_steps(out: &std::path::Path) -> std::collections::HashSet<String> {
     let mut done = std::collections::HashSet::new();

@@ -152,7 +152,8 @@ async fn obtain(
         let entry = to_cached(reply);
         let stored = tokio::task::spawn_blocking(move || cache.put(&key, entry)).await;
         if let Ok(Err(e)) = stored {
-            tracing::warn!(error = %e, "could not write the cache entry");
+            let cause = std::error::Error::source(&e).map(|c| c.to_string());
+            tracing::warn!(error = %e, cause = cause.unwrap_or_default(), "could not cache the result");
         }
     }
     (result, attempts, Source::Called)

@@ -73,25 +73,44 @@ impl Cache {
         Some(entry.reply)
     }
 
-    pub fn put(&self, key: &str, reply: CachedReply) -> std::io::Result<()> {
+    /// Stores `reply` under `key`; an error names the file it concerns.
+    pub fn put(&self, key: &str, reply: CachedReply) -> Result<(), super::StoreError> {
         let path = self.path(key);
-        std::fs::create_dir_all(path.parent().expect("entries live in a folder"))?;
+        let wrap = |source| super::StoreError::Write {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(path.parent().expect("entries live in a folder")).map_err(wrap)?;
         let entry = Entry {
             key: key.to_owned(),
             created: now(),
             reply,
         };
         let bytes = serde_json::to_vec(&entry).expect("cache entries serialize");
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &bytes).map_err(wrap)
     }
 
-    /// Deletes entries older than `age`; returns how many.
-    pub fn prune(&self, age: Duration) -> std::io::Result<u64> {
+    /// Deletes entries older than `age`, and temporary files that a killed
+    /// writer left an hour or more ago; returns how many entries went.
+    /// Stops at the first file that cannot be removed.
+    pub fn prune(&self, age: Duration) -> Result<u64, super::StoreError> {
         let cutoff = now().saturating_sub(age.as_secs());
         let mut removed = 0;
-        for (path, created, _) in self.entries()? {
-            if created.is_none_or(|c| c < cutoff) && std::fs::remove_file(&path).is_ok() {
+        let listed = self.entries().map_err(|source| super::StoreError::Write {
+            path: self.dir.clone(),
+            source,
+        })?;
+        for (path, created, _) in listed.entries {
+            if created.is_none_or(|c| c < cutoff) {
+                remove(&path)?;
                 removed += 1;
+            }
+        }
+        let stale = SystemTime::now() - STALE_TEMP;
+        for path in listed.temps {
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified());
+            if modified.is_ok_and(|m| m < stale) {
+                remove(&path)?;
             }
         }
         Ok(removed)
@@ -99,7 +118,7 @@ impl Cache {
 
     pub fn stats(&self) -> std::io::Result<Stats> {
         let mut stats = Stats::default();
-        for (_, created, bytes) in self.entries()? {
+        for (_, created, bytes) in self.entries()?.entries {
             stats.entries += 1;
             stats.bytes += bytes;
             if let Some(c) = created {
@@ -110,9 +129,10 @@ impl Cache {
         Ok(stats)
     }
 
-    /// Every entry file with its creation time (when readable) and size.
-    fn entries(&self) -> std::io::Result<Vec<(PathBuf, Option<u64>, u64)>> {
-        let mut found = Vec::new();
+    /// Every entry file with its creation time (when readable) and size,
+    /// and every temporary file.
+    fn entries(&self) -> std::io::Result<Listing> {
+        let mut found = Listing::default();
         let shards = match std::fs::read_dir(&self.dir) {
             Ok(shards) => shards,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
@@ -124,7 +144,11 @@ impl Cache {
             };
             for file in files.filter_map(|e| e.ok()) {
                 let name = file.file_name().to_string_lossy().into_owned();
-                if name.starts_with(TEMP_PREFIX) || !name.ends_with(".json") {
+                if name.starts_with(TEMP_PREFIX) {
+                    found.temps.push(file.path());
+                    continue;
+                }
+                if !name.ends_with(".json") {
                     continue;
                 }
                 let path = file.path();
@@ -133,10 +157,32 @@ impl Cache {
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
                     .map(|e| e.created);
-                found.push((path, created, bytes));
+                found.entries.push((path, created, bytes));
             }
         }
         Ok(found)
+    }
+}
+
+/// How old a temporary file must be before `prune` takes it for the
+/// leftover of a killed writer rather than a write in progress.
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+#[derive(Default)]
+struct Listing {
+    entries: Vec<(PathBuf, Option<u64>, u64)>,
+    temps: Vec<PathBuf>,
+}
+
+/// Removes `path`; one already gone is no error.
+fn remove(path: &Path) -> Result<(), super::StoreError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(super::StoreError::Remove {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -182,5 +228,29 @@ mod tests {
             0,
             "created this second"
         );
+    }
+
+    #[test]
+    fn prune_removes_old_temporary_files_and_keeps_fresh_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::under(tmp.path());
+        let key = crate::hash::sha256_hex(b"k");
+        cache.put(&key, reply("hello")).unwrap();
+        let shard = cache.path(&key).parent().unwrap().to_owned();
+        let old = shard.join(format!("{TEMP_PREFIX}x.json.0badf00d"));
+        let fresh = shard.join(format!("{TEMP_PREFIX}y.json.12345678"));
+        std::fs::write(&old, "{\"key\"").unwrap();
+        std::fs::write(&fresh, "{\"key\"").unwrap();
+        let long_ago = SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert_eq!(cache.prune(Duration::from_secs(3600)).unwrap(), 0);
+        assert!(!old.exists(), "a killed writer's leftover goes");
+        assert!(fresh.exists(), "a write that may be in progress stays");
+        assert_eq!(cache.stats().unwrap().entries, 1);
     }
 }
