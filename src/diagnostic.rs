@@ -92,12 +92,7 @@ fn write_one(
             if let Some(text) = source.lines().nth(pos.line.saturating_sub(1)) {
                 let number = pos.line.to_string();
                 let pad = " ".repeat(number.len());
-                let text = text.trim_end();
-                let caret_at = text
-                    .chars()
-                    .take(pos.column.saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect::<String>();
+                let (text, caret_at) = excerpt(text.trim_end(), pos.column);
                 writeln!(f, "{pad} |")?;
                 writeln!(f, "{number} | {text}")?;
                 writeln!(f, "{pad} | {caret_at}^")?;
@@ -109,6 +104,38 @@ fn write_one(
         writeln!(f, "  = help: {help}")?;
     }
     Ok(())
+}
+
+/// The most characters of a source line drawn under a diagnostic; a longer
+/// line (a minified file, a long template) is cut around the column.
+const MAX_SHOWN: usize = 200;
+
+/// The part of `line` to draw, and the run of blanks that puts a caret
+/// under `column`. Tabs are kept in the blanks so the caret lines up.
+fn excerpt(line: &str, column: usize) -> (String, String) {
+    let count = line.chars().count();
+    let caret = column.saturating_sub(1).min(count);
+    let start = match count > MAX_SHOWN {
+        true => caret.saturating_sub(MAX_SHOWN / 2).min(count - MAX_SHOWN),
+        false => 0,
+    };
+    let end = (start + MAX_SHOWN).min(count);
+    let mut text = String::new();
+    let mut blanks = String::new();
+    if start > 0 {
+        text.push('…');
+        blanks.push(' ');
+    }
+    for (i, c) in line.chars().enumerate().skip(start).take(end - start) {
+        text.push(c);
+        if i < caret {
+            blanks.push(if c == '\t' { '\t' } else { ' ' });
+        }
+    }
+    if end < count {
+        text.push('…');
+    }
+    (text, blanks)
 }
 
 /// The closest of `candidates` to `word`, when it is close enough to be a
@@ -143,6 +170,26 @@ mod tests {
         assert!(text.contains("w.yaml:3:5"), "{text}");
         assert!(text.contains("3 |     agnet: x\n  |     ^"), "{text}");
         assert!(text.contains("(step `a`)"), "{text}");
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_caret() {
+        let line = format!("{}X{}", "a".repeat(1000), "b".repeat(1000));
+        let (text, blanks) = excerpt(&line, 1001);
+        assert_eq!(text.chars().count(), MAX_SHOWN + 2, "{text}");
+        assert!(text.starts_with('…') && text.ends_with('…'), "{text}");
+        assert_eq!(text.chars().nth(blanks.chars().count()), Some('X'));
+
+        let (text, blanks) = excerpt(&line, 3);
+        assert!(text.starts_with("aaa") && text.ends_with('…'), "{text}");
+        assert_eq!(blanks, "  ");
+        let (text, blanks) = excerpt(&line, 2001);
+        assert!(text.starts_with('…') && text.ends_with('b'), "{text}");
+        assert_eq!(text.chars().nth(blanks.chars().count()), Some('b'));
+        assert_eq!(blanks.chars().count(), MAX_SHOWN);
+
+        let (text, blanks) = excerpt("\tab", 3);
+        assert_eq!((text.as_str(), blanks.as_str()), ("\tab", "\t "));
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Deepest nesting accepted; real workflows use four or five levels.
 const MAX_DEPTH: usize = 64;
 
+/// The most text aliases may add to the document, counting every scalar
+/// they copy (plus one byte per node, so empty nodes count too). serde_yaml
+/// caps how many aliases are expanded but not how large each one is.
+pub const MAX_ALIAS_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Separates the keys of a path inside [`Spans`].
 const SEP: char = '\u{1f}';
 
@@ -78,10 +83,22 @@ fn too_large() -> Diagnostic {
 ///
 /// A quick pass with yaml-rust2 runs first: it stops at the nesting limit,
 /// while libyaml's scanner slows down quadratically with nesting depth.
-pub fn parse(text: String) -> Result<Source, (String, Vec<Diagnostic>)> {
-    match check_depth(&text) {
+/// Only a file with aliases is parsed a second time, to measure what they
+/// expand to before serde_yaml copies them.
+pub fn parse(mut text: String) -> Result<Source, (String, Vec<Diagnostic>)> {
+    // Editors on Windows may start a file with a byte order mark; libyaml
+    // would take it for the start of a second document. It is invisible,
+    // so removing it keeps every line and column as the user sees them.
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    let checked = check_depth(&text).and_then(|has_aliases| match has_aliases {
+        true => check_aliases(&text),
+        false => Ok(()),
+    });
+    match checked {
         Ok(()) => {}
-        Err(Stop::TooDeep(d)) => return Err((text, vec![d])),
+        Err(Stop::Refused(d)) => return Err((text, vec![d])),
         Err(Stop::Syntax(d)) => {
             // serde_yaml's words are the ones users meet elsewhere.
             let d = match serde_yaml::from_str::<serde_yaml::Value>(&text) {
@@ -110,34 +127,84 @@ pub fn parse(text: String) -> Result<Source, (String, Vec<Diagnostic>)> {
 
 /// Walks the YAML tokens only to refuse flow nesting (`[[[…`) past
 /// [`MAX_DEPTH`], the kind that slows libyaml down; serde_yaml's own
-/// recursion limit catches deep block nesting quickly.
-fn check_depth(text: &str) -> Result<(), Stop> {
+/// recursion limit catches deep block nesting quickly. Returns whether the
+/// text uses aliases.
+fn check_depth(text: &str) -> Result<bool, Stop> {
     let mut scanner = Scanner::new(text.chars());
     let mut depth = 0usize;
+    let mut has_aliases = false;
     loop {
         let Some(Token(mark, token)) = scanner.next_token().map_err(scan_error)? else {
-            return Ok(());
+            return Ok(has_aliases);
         };
         match token {
             TokenType::FlowSequenceStart | TokenType::FlowMappingStart => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    return Err(Stop::TooDeep(too_deep(pos(&mark))));
+                    return Err(Stop::Refused(too_deep(pos(&mark))));
                 }
             }
             TokenType::FlowSequenceEnd | TokenType::FlowMappingEnd => {
                 depth = depth.saturating_sub(1)
             }
-            TokenType::StreamEnd => return Ok(()),
+            TokenType::Alias(_) => has_aliases = true,
+            TokenType::StreamEnd => return Ok(has_aliases),
             _ => {}
         }
     }
 }
 
+/// Refuses aliases that would add more than [`MAX_ALIAS_BYTES`] to the
+/// document. Each anchored node's expanded size is known when the node
+/// ends, so an alias costs one lookup, however deeply aliases nest.
+fn check_aliases(text: &str) -> Result<(), Stop> {
+    let mut parser = Parser::new_from_str(text);
+    let mut anchored: HashMap<usize, u64> = HashMap::new();
+    // Open mappings and sequences: anchor id (0 for none), size so far.
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    let mut added = 0u64;
+    loop {
+        let (event, mark) = parser.next_token().map_err(scan_error)?;
+        let (anchor, size) = match event {
+            Event::StreamEnd => return Ok(()),
+            Event::Scalar(value, _, anchor, _) => (anchor, value.len() as u64 + 1),
+            Event::Alias(id) => {
+                let size = anchored.get(&id).copied().unwrap_or(1);
+                added = added.saturating_add(size);
+                if added > MAX_ALIAS_BYTES {
+                    return Err(Stop::Refused(alias_bomb(pos(&mark))));
+                }
+                (0, size)
+            }
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                open.push((anchor, 1));
+                continue;
+            }
+            Event::MappingEnd | Event::SequenceEnd => open.pop().unwrap_or((0, 1)),
+            _ => continue,
+        };
+        if anchor != 0 {
+            anchored.insert(anchor, size);
+        }
+        if let Some((_, parent)) = open.last_mut() {
+            *parent = parent.saturating_add(size);
+        }
+    }
+}
+
+fn alias_bomb(at: Pos) -> Diagnostic {
+    Diagnostic::new(format!(
+        "YAML aliases expand to more than {} MiB",
+        MAX_ALIAS_BYTES / 1024 / 1024
+    ))
+    .at(Some(at))
+    .help("this alias takes the document past the limit; write the text out, or alias less of it")
+}
+
 fn scan_error(e: yaml_rust2::ScanError) -> Stop {
     let d = Diagnostic::new(format!("invalid YAML: {}", e.info())).at(Some(pos(e.marker())));
     if e.info().contains("recursion limit") {
-        Stop::TooDeep(d.help("the file nests too deeply"))
+        Stop::Refused(d.help("the file nests too deeply"))
     } else {
         Stop::Syntax(d)
     }
@@ -147,10 +214,12 @@ fn too_deep(at: Pos) -> Diagnostic {
     Diagnostic::new(format!("YAML nests deeper than {MAX_DEPTH} levels")).at(Some(at))
 }
 
-/// Why indexing stopped early.
+/// Why a check stopped early.
 enum Stop {
+    /// The text is not YAML; serde_yaml may word the problem better.
     Syntax(Diagnostic),
-    TooDeep(Diagnostic),
+    /// The text is refused before serde_yaml sees it.
+    Refused(Diagnostic),
 }
 
 fn yaml_error(e: &serde_yaml::Error) -> Diagnostic {
@@ -180,6 +249,9 @@ fn yaml_error(e: &serde_yaml::Error) -> Diagnostic {
 pub struct Spans {
     keys: HashMap<String, Pos>,
     values: HashMap<String, Pos>,
+    /// Each mapping's keys in file order, as written: a key that YAML
+    /// reads as a number or a boolean is shown the way the user typed it.
+    written: HashMap<String, Vec<(String, Pos)>>,
     duplicates: Vec<Diagnostic>,
 }
 
@@ -199,6 +271,13 @@ impl Spans {
             .copied()
     }
 
+    /// The text and position of the `index`th key of the mapping at
+    /// `path`, counting in file order from 0.
+    pub fn nth_key(&self, path: &[&str], index: usize) -> Option<(&str, Pos)> {
+        let (text, at) = self.written.get(&join(path))?.get(index)?;
+        Some((text, *at))
+    }
+
     fn index(text: &str) -> Result<Spans, Stop> {
         let mut indexer = Indexer::default();
         let mut parser = Parser::new_from_str(text);
@@ -207,7 +286,7 @@ impl Spans {
             if matches!(event, Event::StreamEnd) {
                 return Ok(indexer.spans);
             }
-            indexer.event(event, pos(&mark)).map_err(Stop::TooDeep)?;
+            indexer.event(event, pos(&mark)).map_err(Stop::Refused)?;
         }
     }
 }
@@ -240,8 +319,9 @@ enum Frame {
         path: String,
         index: usize,
     },
-    /// A mapping or sequence used as a key; its contents are not indexed.
-    Key,
+    /// A mapping or sequence used as a key, and where it starts; its
+    /// contents are not indexed.
+    Key(Pos),
 }
 
 #[derive(Default)]
@@ -258,11 +338,12 @@ impl Indexer {
             Event::MappingStart(..) => self.node(None, at, Some(true)),
             Event::SequenceStart(..) => self.node(None, at, Some(false)),
             Event::MappingEnd | Event::SequenceEnd => {
-                let frame = self.stack.pop();
-                if matches!(frame, Some(Frame::Key)) {
-                    self.key_done("<complex key>".into());
-                } else {
-                    self.value_done();
+                match self.stack.pop() {
+                    Some(Frame::Key(at)) => {
+                        self.written("<complex key>", at);
+                        self.key_done("<complex key>".into());
+                    }
+                    _ => self.value_done(),
                 }
                 Ok(())
             }
@@ -283,7 +364,7 @@ impl Indexer {
         let in_key = matches!(self.stack.last(), Some(Frame::Map { key: None, .. }));
         if in_key {
             match map {
-                Some(_) => self.stack.push(Frame::Key),
+                Some(_) => self.stack.push(Frame::Key(at)),
                 None => self.key_at(scalar.unwrap_or_default(), at),
             }
             return Ok(());
@@ -319,6 +400,7 @@ impl Indexer {
     }
 
     fn key_at(&mut self, key: String, at: Pos) {
+        self.written(&key, at);
         if let Some(Frame::Map { path, seen, .. }) = self.stack.last_mut() {
             let full = child(path, &key);
             if let Some(first) = seen.get(&key) {
@@ -333,6 +415,14 @@ impl Indexer {
             }
         }
         self.key_done(key);
+    }
+
+    /// Records a key of the innermost mapping in file order.
+    fn written(&mut self, key: &str, at: Pos) {
+        if let Some(Frame::Map { path, .. }) = self.stack.last() {
+            let keys = self.spans.written.entry(path.clone()).or_default();
+            keys.push((key.to_owned(), at));
+        }
     }
 
     fn key_done(&mut self, name: String) {
@@ -395,6 +485,50 @@ mod tests {
         let (_, diagnostics) = parse("a: [1,\n".into()).unwrap_err();
         assert!(diagnostics[0].message.starts_with("invalid YAML"));
         assert!(diagnostics[0].pos.is_some());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped_without_moving_columns() {
+        let mut src = parse("\u{feff}name: x\nsteps: {a: {agent: b}}\n".into()).unwrap();
+        src.locate();
+        assert!(src.text.starts_with("name"));
+        assert_eq!(src.spans.value(&["name"]), at(1, 7));
+    }
+
+    #[test]
+    fn keys_are_kept_as_written_in_file_order() {
+        let mut src = parse("steps:\n  1e1: {}\n  'b': {}\n  ? [c]\n  : {}\n".into()).unwrap();
+        src.locate();
+        assert_eq!(
+            src.spans.nth_key(&["steps"], 0),
+            Some(("1e1", Pos { line: 2, column: 3 }))
+        );
+        assert_eq!(src.spans.nth_key(&["steps"], 1).map(|k| k.0), Some("b"));
+        assert_eq!(
+            src.spans.nth_key(&["steps"], 2).map(|k| k.0),
+            Some("<complex key>")
+        );
+        assert_eq!(src.spans.nth_key(&["steps"], 3), None);
+    }
+
+    #[test]
+    fn aliases_that_copy_too_much_text_are_refused_before_expanding() {
+        // 128 KiB of text, copied 8 times into `b`, whose copies are 1 MiB
+        // (and a byte for each node) each; with the 1 MiB that `b` itself
+        // copied, the 15th copy of `b` crosses.
+        let text = |copies: usize| {
+            let eight = ["*a"; 8].join(", ");
+            let copies = vec!["*b"; copies].join(", ");
+            let a = "x".repeat(128 * 1024);
+            format!("a: &a {a}\nb: &b [{eight}]\nc: [{copies}]\n")
+        };
+        let (_, diagnostics) = parse(text(20)).unwrap_err();
+        assert_eq!(diagnostics.len(), 1);
+        assert!(diagnostics[0]
+            .message
+            .contains("aliases expand to more than 16 MiB"));
+        assert_eq!(diagnostics[0].pos, at(3, 5 + 4 * 14));
+        assert!(parse(text(2)).is_ok());
     }
 
     #[test]
