@@ -6,6 +6,9 @@ use std::time::Duration;
 /// is never silently read as seconds or milliseconds.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
+    if text.is_empty() {
+        return Err("duration is empty; write for example `30s`, `5m` or `7d`".into());
+    }
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
             "duration `{text}` has no unit; write for example `{text}s` or `{text}ms`"
@@ -31,6 +34,8 @@ mod tests {
     #[test]
     fn refuses_bare_numbers_and_garbage() {
         assert!(parse("30").unwrap_err().contains("no unit"));
+        assert!(parse("30").unwrap_err().contains("`30s`"));
+        assert!(parse(" ").unwrap_err().starts_with("duration is empty"));
         assert!(parse("soon").is_err());
     }
 }

@@ -8,7 +8,7 @@ use super::source::Spans;
 use super::Workflow;
 use super::{
     duration, is_valid_id, Action, CacheSetting, InputSpec, Retry, StepDefaults, StepInput,
-    StepSpec,
+    StepSpec, MAX_CONCURRENCY,
 };
 use crate::diagnostic::{did_you_mean, Diagnostic};
 
@@ -61,16 +61,9 @@ pub fn workflow(
     cx.keys(top, &[], TOP_KEYS, None);
 
     let name = match top.get("name") {
-        Some(v) => cx.string(v, &["name"], None).unwrap_or_default(),
-        None => fallback_name.to_owned(),
+        Some(v) => cx.name(v),
+        None => cx.fallback_name(fallback_name),
     };
-    if !is_valid_id(&name) {
-        cx.push(
-            Diagnostic::new(format!("workflow name `{name}` is not a valid name"))
-                .at(spans.value(&["name"]))
-                .help("use 1 to 64 letters, digits, `_` or `-`; it names the run directory"),
-        );
-    }
     let steps = match top.get("steps") {
         Some(v) => cx.steps(v),
         None => {
@@ -107,6 +100,36 @@ impl Cx<'_> {
         self.out.push(diagnostic);
     }
 
+    fn name(&mut self, v: &Value) -> String {
+        let name = self.string(v, &["name"], None).unwrap_or_default();
+        if !is_valid_id(&name) {
+            let message = match name.is_empty() {
+                true => "workflow `name` is empty".to_owned(),
+                false => format!("workflow name `{name}` is not a valid name"),
+            };
+            self.push(
+                Diagnostic::new(message)
+                    .at(self.spans.value(&["name"]))
+                    .help("use 1 to 64 letters, digits, `_` or `-`; it names the run directory"),
+            );
+        }
+        name
+    }
+
+    /// A file without `name:` is named after its file; say so when that
+    /// name will not do, since no line of the file shows it.
+    fn fallback_name(&mut self, fallback: &str) -> String {
+        if !is_valid_id(fallback) {
+            self.push(
+                Diagnostic::new(format!(
+                    "the workflow has no `name`, and its file name `{fallback}` is not a valid name"
+                ))
+                .help("add `name:` with 1 to 64 letters, digits, `_` or `-`, or rename the file"),
+            );
+        }
+        fallback.to_owned()
+    }
+
     fn error(&mut self, path: &[&str], step: Option<&str>, message: String) {
         let mut d = Diagnostic::new(message).at(self.spans.value(path));
         if let Some(step) = step {
@@ -115,11 +138,49 @@ impl Cx<'_> {
         self.push(d);
     }
 
+    /// The name a mapping key gives, when YAML reads it as a string. Any
+    /// other key is reported as the user wrote it, so that `1e1` is not
+    /// shown as `10.0`; `what` says what the key names.
+    fn key_name<'v>(
+        &mut self,
+        key: &'v Value,
+        (path, index): (&[&str], usize),
+        what: &str,
+        step: Option<&str>,
+    ) -> Option<&'v str> {
+        if let Value::String(name) = key {
+            return Some(name);
+        }
+        let written = self.spans.nth_key(path, index);
+        let text = match written {
+            Some((text, _)) => text.to_owned(),
+            None => scalar_text(key).unwrap_or_else(|| "<complex key>".into()),
+        };
+        let kind = match key {
+            Value::Number(_) => "a number",
+            Value::Bool(_) => "a boolean",
+            Value::Null => "null",
+            _ => "a structure",
+        };
+        let mut d = Diagnostic::new(format!("{what} `{text}` is {kind} in YAML, not text"))
+            .at(written.map(|(_, at)| at));
+        if let Some(step) = step {
+            d = d.step(step);
+        }
+        d = match key {
+            Value::Number(_) | Value::Bool(_) | Value::Null => d.help(format!(
+                "put it in quotes, `'{text}':`, to use it as a name"
+            )),
+            _ => d.help("a key must be a plain name"),
+        };
+        self.push(d);
+        None
+    }
+
     /// Reports keys of `map` that are not in `allowed`.
     fn keys(&mut self, map: &Mapping, path: &[&str], allowed: &[&str], step: Option<&str>) {
-        for key in map.keys() {
-            let Some(key) = key.as_str() else {
-                self.error(path, step, "mapping keys must be strings".into());
+        for (i, key) in map.keys().enumerate() {
+            let Some(key) = self.key_name(key, (path, i), "key", step) else {
                 continue;
             };
             if allowed.contains(&key) {
@@ -173,6 +234,12 @@ impl Cx<'_> {
         path: &[&str],
         step: Option<&str>,
     ) -> Option<std::time::Duration> {
+        if v.is_null() {
+            let what = path.last().copied().unwrap_or("duration");
+            let message = format!("`{what}` has no value; write a duration such as `30s`");
+            self.error(path, step, message);
+            return None;
+        }
         let text = self.string(v, path, step)?;
         match duration::parse(&text) {
             Ok(d) => Some(d),
@@ -185,13 +252,11 @@ impl Cx<'_> {
 
     fn concurrency(&mut self, v: &Value) -> Option<usize> {
         match v.as_u64() {
-            Some(n) if n >= 1 => Some(n as usize),
+            Some(n) if (1..=MAX_CONCURRENCY as u64).contains(&n) => Some(n as usize),
             _ => {
-                self.error(
-                    &["concurrency"],
-                    None,
-                    "`concurrency` must be a whole number of at least 1".into(),
-                );
+                let message =
+                    format!("`concurrency` must be a whole number from 1 to {MAX_CONCURRENCY}");
+                self.error(&["concurrency"], None, message);
                 None
             }
         }
@@ -202,8 +267,10 @@ impl Cx<'_> {
         let Some(map) = self.mapping(v, &["inputs"], None) else {
             return inputs;
         };
-        for (key, spec) in map {
-            let Some(name) = key.as_str() else { continue };
+        for (i, (key, spec)) in map.iter().enumerate() {
+            let Some(name) = self.key_name(key, (&["inputs"], i), "input name", None) else {
+                continue;
+            };
             let path = ["inputs", name];
             let mut input = InputSpec::default();
             match spec {
@@ -265,17 +332,21 @@ impl Cx<'_> {
                 ),
             }
         }
-        if let Some(b) = map.get("backoff") {
+        // Both durations are read before giving up, so both are reported.
+        let mut ok = true;
+        for (key, field) in [
+            ("backoff", &mut retry.backoff),
+            ("max_wait", &mut retry.max_wait),
+        ] {
+            let Some(v) = map.get(key) else { continue };
             let mut p = path.to_vec();
-            p.push("backoff");
-            retry.backoff = self.duration(b, &p, step)?;
+            p.push(key);
+            match self.duration(v, &p, step) {
+                Some(d) => *field = d,
+                None => ok = false,
+            }
         }
-        if let Some(w) = map.get("max_wait") {
-            let mut p = path.to_vec();
-            p.push("max_wait");
-            retry.max_wait = self.duration(w, &p, step)?;
-        }
-        Some(retry)
+        ok.then_some(retry)
     }
 
     fn outputs(&mut self, v: &Value) -> IndexMap<String, String> {
@@ -283,8 +354,10 @@ impl Cx<'_> {
         let Some(map) = self.mapping(v, &["outputs"], None) else {
             return outputs;
         };
-        for (key, template) in map {
-            let Some(name) = key.as_str() else { continue };
+        for (i, (key, template)) in map.iter().enumerate() {
+            let Some(name) = self.key_name(key, (&["outputs"], i), "output name", None) else {
+                continue;
+            };
             if let Some(text) = self.string(template, &["outputs", name], None) {
                 outputs.insert(name.to_owned(), text);
             }
@@ -300,20 +373,19 @@ impl Cx<'_> {
             self.error(&["steps"], None, "workflow has no steps".into());
         }
         let mut steps = Vec::with_capacity(map.len());
-        for (key, body) in map {
-            let Some(id) = scalar_text(key) else {
-                self.error(&["steps"], None, "step ids must be text".into());
+        for (i, (key, body)) in map.iter().enumerate() {
+            let Some(id) = self.key_name(key, (&["steps"], i), "step id", None) else {
                 continue;
             };
-            if !is_valid_id(&id) {
+            if !is_valid_id(id) {
                 self.push(
                     Diagnostic::new(format!("step id `{id}` is not valid"))
-                        .at(self.spans.key(&["steps", &id]))
-                        .step(&id)
+                        .at(self.spans.key(&["steps", id]))
+                        .step(id)
                         .help("use 1 to 64 letters, digits, `_` or `-`; it becomes a file name"),
                 );
             }
-            if let Some(step) = self.step(&id, body) {
+            if let Some(step) = self.step(id, body) {
                 steps.push(step);
             }
         }
@@ -328,7 +400,7 @@ impl Cx<'_> {
 
         let agent = map
             .get("agent")
-            .and_then(|v| self.string(v, &at("agent"), Some(id)));
+            .and_then(|v| self.agent(v, &at("agent"), id));
         let run = map.get("run").and_then(|v| self.command(v, &at("run"), id));
         let action = match (
             agent,
@@ -394,6 +466,19 @@ impl Cx<'_> {
         })
     }
 
+    fn agent(&mut self, v: &Value, path: &[&str], id: &str) -> Option<String> {
+        let agent = self.string(v, path, Some(id))?;
+        if agent.trim().is_empty() {
+            let d = Diagnostic::new("`agent` is empty")
+                .at(self.spans.value(path))
+                .step(id)
+                .help("write the id of an agent.ai agent, such as `agent: deepseek-r1`");
+            self.push(d);
+            return None;
+        }
+        Some(agent)
+    }
+
     fn cache(&mut self, v: &Value, path: &[&str], id: &str) -> Option<CacheSetting> {
         match v {
             Value::Bool(true) => Some(CacheSetting::Forever),
@@ -439,10 +524,12 @@ impl Cx<'_> {
 
     fn fields(&mut self, map: &Mapping, id: &str) -> Vec<(String, String)> {
         let mut fields = Vec::with_capacity(map.len());
-        for (key, value) in map {
-            let Some(key) = scalar_text(key) else {
+        for (i, (key, value)) in map.iter().enumerate() {
+            let parent = ["steps", id, "input"];
+            let Some(key) = self.key_name(key, (&parent, i), "input field", Some(id)) else {
                 continue;
             };
+            let key = key.to_owned();
             let path = ["steps", id, "input", key.as_str()];
             if key.is_empty() || key.contains(['=', '\n']) {
                 self.error(
@@ -458,19 +545,37 @@ impl Cx<'_> {
         fields
     }
 
+    /// A list of step ids; a lone id stands for a list of one.
     fn needs(&mut self, v: &Value, id: &str) -> Vec<String> {
-        let path = ["steps", id, "needs"];
         match v {
             Value::Sequence(items) => items
                 .iter()
                 .enumerate()
                 .filter_map(|(i, item)| {
                     let index = i.to_string();
-                    self.string(item, &["steps", id, "needs", &index], Some(id))
+                    self.need(item, &["steps", id, "needs", &index], id)
                 })
                 .collect(),
-            _ => self.string(v, &path, Some(id)).into_iter().collect(),
+            Value::Mapping(_) => {
+                let message = "`needs` must be a list of step ids, such as `needs: [a, b]`";
+                self.error(&["steps", id, "needs"], Some(id), message.into());
+                Vec::new()
+            }
+            _ => self
+                .need(v, &["steps", id, "needs"], id)
+                .into_iter()
+                .collect(),
         }
+    }
+
+    fn need(&mut self, v: &Value, path: &[&str], id: &str) -> Option<String> {
+        let need = self.string(v, path, Some(id))?;
+        if need.is_empty() {
+            let message = "`needs` names no step; write step ids, such as `needs: [a, b]`";
+            self.error(path, Some(id), message.into());
+            return None;
+        }
+        Some(need)
     }
 }
 

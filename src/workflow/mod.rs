@@ -68,6 +68,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The concurrency when neither the file nor the command line sets one.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
+/// The highest concurrency accepted, in the file as on the command line.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
 /// One step as written in the file.
 #[derive(Debug, Clone)]
 pub struct StepSpec {
