@@ -268,6 +268,38 @@ fn status_500_inside_a_200_is_retried() {
 }
 
 #[test]
+fn a_long_html_error_page_is_cut_and_keeps_no_code() {
+    let page = format!(
+        "<!DOCTYPE html><html><head><title>Service Unavailable</title>\
+         <style>\nbody {{ font-family: sans-serif; color: #333; }}\n{}</style>\
+         <script type=\"text/javascript\">\nfunction retry() {{ location.reload(); }}\n</script>\
+         </head><body>\n<h1>We are down for maintenance</h1>\n<p>{}</p></body></html>",
+        ".box { margin: 0 auto; }\n".repeat(300),
+        "Please come back later. ".repeat(50)
+    );
+    let server = RawServer::start(move |_| Behaviour::status(503, page.clone()));
+    let outcome = run(
+        "name: f\nsteps:\n  a: { agent: x, retry: { attempts: 1 } }\n",
+        &server,
+    );
+    outcome.expect_code(1);
+    let error = step_error(&outcome);
+    let excerpt = error
+        .strip_prefix("agent.ai answered 503 Service Unavailable: ")
+        .unwrap_or_else(|| panic!("{error}"));
+    assert!(
+        excerpt.starts_with("\"Service Unavailable We are down for maintenance Please"),
+        "{excerpt}"
+    );
+    assert!(excerpt.ends_with("…\""), "{excerpt}");
+    assert!(excerpt.chars().count() <= 160, "{excerpt}");
+    assert!(!excerpt.contains('\n'), "{excerpt}");
+    for code in ["font-family", "margin", "function", "reload", "{", "<"] {
+        assert!(!excerpt.contains(code), "{code} in {excerpt}");
+    }
+}
+
+#[test]
 fn the_key_stays_out_of_fault_messages_even_at_trace_level() {
     let page = "<html><body><h1>Bad Gateway</h1></body></html>";
     let server = RawServer::start(move |request| match request.agent.as_str() {

@@ -508,3 +508,73 @@ steps:
     );
     assert_eq!(fake.calls().len(), 1);
 }
+
+#[test]
+fn a_key_echoed_by_the_service_is_redacted_everywhere() {
+    let fake = FakeAgentAi::start(|call| {
+        let auth = call.authorization.clone().unwrap_or_default();
+        let long = format!("{}{auth}", "x".repeat(290));
+        match call.agent.as_str() {
+            "error" => Answer::raw(400, json!({ "error": format!("bad {auth}") }).to_string()),
+            "message" => Answer::raw(
+                500,
+                json!({ "message": format!("{auth} refused") }).to_string(),
+            ),
+            "detail" => Answer::raw(400, json!({ "detail": { "message": auth } }).to_string()),
+            "long" => Answer::raw(400, json!({ "error": long }).to_string()),
+            "inner" => Answer::raw(200, json!({ "status": 500, "error": auth }).to_string()),
+            _ => Answer::raw(
+                500,
+                format!(
+                    "<html><head><style>p {{ color: red }}</style></head><body>\
+                     <p>Authorization: {auth}</p><p>key {KEY}</p></body></html>"
+                ),
+            ),
+        }
+    });
+    let agents = ["error", "message", "detail", "long", "inner", "html"];
+    let steps: String = agents
+        .iter()
+        .map(|agent| format!("  {agent}: {{ agent: {agent} }}\n"))
+        .collect();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "workflow.yaml",
+        &format!(
+            "name: echo\ndefaults: {{ retry: {{ attempts: 2, backoff: 10ms }} }}\nsteps:\n{steps}"
+        ),
+    );
+    let mut cmd = sandbox.baton();
+    cmd.args(["run", "workflow.yaml", "--out", "out", "-vvv"])
+        .args(["--base-url", &fake.base_url])
+        .env("RUST_LOG", "trace");
+    let outcome = sandbox.finish(cmd);
+
+    outcome.expect_code(1);
+    assert!(fake
+        .calls()
+        .iter()
+        .all(|c| c.authorization.as_deref() == Some(&*format!("Bearer {KEY}"))));
+    assert!(outcome.stderr.lines().count() > 20, "trace logging was on");
+    assert!(!outcome.stderr.contains(KEY), "key in stderr");
+    assert!(!outcome.stdout.contains(KEY), "key in stdout");
+    let run = outcome.json("run.json");
+    for agent in agents {
+        let error = run["steps"][agent]["error"].as_str().unwrap();
+        let shown = error.contains("[redacted]") || agent == "long";
+        assert!(shown && !error.contains("sk-"), "{agent}: {error}");
+    }
+    assert_no_file_holds_the_key(&outcome.run_dir());
+}
+
+fn assert_no_file_holds_the_key(dir: &std::path::Path) {
+    let mut files = vec![dir.to_path_buf()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(!text.contains(KEY), "key in {}", path.display());
+        }
+    }
+}

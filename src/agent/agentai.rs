@@ -2,7 +2,9 @@
 //!
 //! The body is built as a JSON value, redirects are never followed (a
 //! redirect would carry the key elsewhere), the reply is read under a size
-//! cap, and the key lives only in a header marked sensitive.
+//! cap, and the key goes out only in a header marked sensitive. Every
+//! message the client makes has the key taken out, so a server that echoes
+//! the request cannot put the key into logs or results.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -11,7 +13,9 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::{json, Value};
 
-use super::{shorten, CallError, Reply};
+use super::excerpt::{detail, excerpt};
+use super::secret::Secret;
+use super::{CallError, Reply};
 
 /// The public endpoint's base address.
 pub const DEFAULT_BASE_URL: &str = "https://api-lr.agent.ai/v1";
@@ -46,6 +50,7 @@ pub struct AgentAi {
     client: reqwest::Client,
     endpoint: Url,
     auth: HeaderValue,
+    secret: Secret,
 }
 
 impl std::fmt::Debug for AgentAi {
@@ -87,6 +92,7 @@ impl AgentAi {
             client,
             endpoint,
             auth,
+            secret: Secret::new(key),
         })
     }
 
@@ -99,13 +105,14 @@ impl AgentAi {
         timeout: Duration,
     ) -> Result<Reply, CallError> {
         let attempt = self.attempt(agent, input);
-        match tokio::time::timeout(timeout, attempt).await {
+        let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(CallError::transient(format!(
                 "agent.ai did not answer within {}",
                 humantime::format_duration(timeout)
             ))),
-        }
+        };
+        result.map_err(|e| e.map_message(|m| self.secret.scrub(&m)))
     }
 
     async fn attempt(&self, agent: &str, input: &str) -> Result<Reply, CallError> {
@@ -124,12 +131,13 @@ impl AgentAi {
         let retry_after = retry_after(response.headers().get(RETRY_AFTER));
         let bytes = read_capped(response).await?;
         if !status.is_success() {
-            return Err(classify(status, retry_after, &bytes));
+            let detail = detail(&bytes, &self.secret);
+            return Err(classify(status, retry_after, detail));
         }
         let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
             CallError::transient(format!(
                 "agent.ai sent a reply that is not JSON: {}",
-                excerpt(&bytes)
+                excerpt(&bytes, &self.secret)
             ))
         })?;
         let inner = body.get("status").and_then(Value::as_u64).unwrap_or(200);
@@ -138,7 +146,8 @@ impl AgentAi {
                 .ok()
                 .and_then(|c| StatusCode::from_u16(c).ok())
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Err(classify(code, retry_after, &bytes));
+            let detail = detail(&bytes, &self.secret);
+            return Err(classify(code, retry_after, detail));
         }
         match body {
             Value::Object(mut map) => match map.remove("response") {
@@ -171,8 +180,7 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, CallErr
 }
 
 /// Sorts an error status into what the scheduler should do with it.
-fn classify(status: StatusCode, after: Option<Duration>, body: &[u8]) -> CallError {
-    let detail = error_detail(body);
+fn classify(status: StatusCode, after: Option<Duration>, detail: Option<String>) -> CallError {
     let message = match detail {
         Some(d) => format!("agent.ai answered {status}: {d}"),
         None => format!("agent.ai answered {status}"),
@@ -187,50 +195,6 @@ fn classify(status: StatusCode, after: Option<Duration>, body: &[u8]) -> CallErr
         300..=399 => CallError::permanent(format!("{message} (redirects are not followed)")),
         _ => CallError::Permanent { message },
     }
-}
-
-/// The service's own words from an error body: `error`, `message` or
-/// `detail`, else a short excerpt of the text.
-fn error_detail(body: &[u8]) -> Option<String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return None;
-    }
-    if let Ok(value) = serde_json::from_slice::<Value>(body) {
-        for key in ["error", "message", "detail"] {
-            match value.get(key) {
-                Some(Value::String(text)) => return Some(shorten(text, 300)),
-                Some(Value::Null) | None => {}
-                Some(other) => {
-                    if let Some(text) = other.get("message").and_then(Value::as_str) {
-                        return Some(shorten(text, 300));
-                    }
-                    return Some(shorten(&other.to_string(), 300));
-                }
-            }
-        }
-    }
-    Some(excerpt(body))
-}
-
-/// A short, single-line excerpt of a body, with HTML tags removed.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
-    let mut plain = String::with_capacity(text.len());
-    let mut in_tag = false;
-    for c in text.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                plain.push(' ');
-            }
-            _ if in_tag => {}
-            c if c.is_control() => plain.push(' '),
-            c => plain.push(c),
-        }
-    }
-    let words: Vec<&str> = plain.split_whitespace().collect();
-    format!("\"{}\"", shorten(&words.join(" "), 160))
 }
 
 /// Reads `Retry-After` as seconds or an HTTP date; the caller clamps it.
@@ -307,10 +271,12 @@ mod tests {
 
     #[test]
     fn error_bodies_give_the_services_words() {
+        let secret = Secret::new("k");
+        let body = |b: &[u8]| detail(b, &secret);
         let e = classify(
             StatusCode::NOT_FOUND,
             None,
-            br#"{"detail": "no agent named x"}"#,
+            body(br#"{"detail": "no agent named x"}"#),
         );
         assert_eq!(
             e,
@@ -319,12 +285,19 @@ mod tests {
         let e = classify(
             StatusCode::BAD_GATEWAY,
             None,
-            b"<html><body><h1>Bad gateway</h1></body></html>",
+            body(b"<html><body><h1>Bad gateway</h1></body></html>"),
         );
         assert!(e.to_string().ends_with("\"Bad gateway\""), "{e}");
         assert!(matches!(
-            classify(StatusCode::PAYMENT_REQUIRED, None, b""),
+            classify(StatusCode::PAYMENT_REQUIRED, None, None),
             CallError::Fatal { .. }
         ));
+    }
+
+    #[test]
+    fn debug_shows_no_key() {
+        let client = AgentAi::new("http://127.0.0.1:9/v1", "sk-very-secret").unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("sk-very-secret"), "{shown}");
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod agentai;
 pub mod command;
+mod excerpt;
 pub mod reply;
+mod secret;
 
 use std::time::Duration;
 
@@ -39,6 +41,22 @@ impl CallError {
     pub fn permanent(message: impl Into<String>) -> Self {
         CallError::Permanent {
             message: message.into(),
+        }
+    }
+
+    /// The same error with its message passed through `f`.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            CallError::Transient { message, after } => CallError::Transient {
+                message: f(message),
+                after,
+            },
+            CallError::Permanent { message } => CallError::Permanent {
+                message: f(message),
+            },
+            CallError::Fatal { message } => CallError::Fatal {
+                message: f(message),
+            },
         }
     }
 }
