@@ -18,7 +18,17 @@ use crate::workflow::{StepInput, Workflow, DEFAULT_TIMEOUT};
 pub(super) fn build(wf: Workflow, spans: &Spans, out: &mut Vec<Diagnostic>) -> Option<Plan> {
     let mut by_id = HashMap::with_capacity(wf.steps.len());
     for (idx, spec) in wf.steps.iter().enumerate() {
-        by_id.insert(spec.id.clone(), idx);
+        // The loader reports duplicate keys, but only as YAML sees them; a
+        // second step under the same id would leave a step without an id.
+        if let Some(first) = by_id.insert(spec.id.clone(), idx) {
+            by_id.insert(spec.id.clone(), first);
+            out.push(
+                Diagnostic::new(format!("duplicate step id `{}`", spec.id))
+                    .at(spans.key(&["steps", &spec.id]))
+                    .step(&spec.id)
+                    .help("each step needs an id of its own"),
+            );
+        }
     }
     let mut cx = Cx {
         wf: &wf,
@@ -199,6 +209,9 @@ impl Cx<'_> {
                         .help(format!("write `{root}.NAME...`"));
                     self.push(d, path, step);
                 }
+                Ref::Invalid { message, help } => {
+                    self.push(Diagnostic::new(message).help(help), path, step);
+                }
             }
         }
         reads
@@ -218,8 +231,13 @@ impl Cx<'_> {
         None
     }
 
+    /// Records `d` at `path`, or at the nearest enclosing key that has a
+    /// place: `needs: a` has no item 0 to point at.
     fn push(&mut self, mut d: Diagnostic, path: &[&str], step: Option<&str>) {
-        d = d.at(self.spans.value(path));
+        let at = (1..=path.len())
+            .rev()
+            .find_map(|n| self.spans.value(&path[..n]));
+        d = d.at(at);
         if let Some(step) = step {
             d = d.step(step);
         }
@@ -254,8 +272,9 @@ fn dedup(list: &mut Vec<StepIdx>) {
     list.retain(|x| seen.insert(*x));
 }
 
-/// Reports every cycle, each with its steps in the order they wait on
-/// each other, and every step that waits on itself.
+/// Reports each set of steps that wait on each other (a strongly
+/// connected component), naming every step in it, with one loop through
+/// them in the order they wait, and every step that waits on itself.
 fn check_cycles(steps: &[super::Step], spans: &Spans, out: &mut Vec<Diagnostic>) {
     let mut graph = DiGraph::<StepIdx, ()>::with_capacity(steps.len(), steps.len());
     let nodes: Vec<NodeIndex> = (0..steps.len()).map(|i| graph.add_node(i)).collect();
@@ -265,23 +284,19 @@ fn check_cycles(steps: &[super::Step], spans: &Spans, out: &mut Vec<Diagnostic>)
         }
     }
     for scc in tarjan_scc(&graph) {
-        let members: Vec<StepIdx> = scc.iter().map(|n| graph[*n]).collect();
-        let first = *members.iter().min().expect("a component has a member");
-        let is_cycle = members.len() > 1 || steps[first].deps.contains(&first);
-        if !is_cycle {
+        let mut members: Vec<StepIdx> = scc.iter().map(|n| graph[*n]).collect();
+        members.sort_unstable();
+        let on_self: Vec<StepIdx> = members
+            .iter()
+            .copied()
+            .filter(|&i| steps[i].deps.contains(&i))
+            .collect();
+        if members.len() == 1 && on_self.is_empty() {
             continue;
         }
-        let order = cycle_order(steps, &members, first);
-        let mut names: Vec<&str> = order.iter().map(|&i| steps[i].spec.id.as_str()).collect();
-        names.push(&steps[first].spec.id);
-        let id = steps[first].spec.id.as_str();
-        let message = if members.len() == 1 {
-            format!("step `{id}` depends on itself")
-        } else {
-            format!("dependency cycle: {}", names.join(" -> "))
-        };
+        let id = steps[members[0]].spec.id.as_str();
         out.push(
-            Diagnostic::new(message)
+            Diagnostic::new(cycle_message(steps, &members, &on_self))
                 .at(spans.key(&["steps", id]))
                 .step(id)
                 .help("each step waits for the next; a step cannot wait, directly or through others, for itself"),
@@ -289,12 +304,55 @@ fn check_cycles(steps: &[super::Step], spans: &Spans, out: &mut Vec<Diagnostic>)
     }
 }
 
-/// Walks the cycle through `first` within one strongly connected component,
-/// following "waits for" edges, and returns the steps in that order.
+/// Words one component: a lone step waiting on itself, a single loop
+/// through every member, or the members listed with one loop as an example.
+fn cycle_message(steps: &[super::Step], members: &[StepIdx], on_self: &[StepIdx]) -> String {
+    let id = |i: StepIdx| steps[i].spec.id.as_str();
+    if members.len() == 1 {
+        return format!("step `{}` depends on itself", id(members[0]));
+    }
+    let order = cycle_order(steps, members, members[0]);
+    let mut path: Vec<&str> = order.iter().map(|&i| id(i)).collect();
+    path.push(id(members[0]));
+    let path = path.join(" -> ");
+    let mut message = match order.len() == members.len() {
+        true => format!("dependency cycle: {path}"),
+        false => format!(
+            "dependency cycle among {}, for example {path}",
+            names(members.iter().map(|&i| id(i)))
+        ),
+    };
+    match on_self {
+        [] => {}
+        [one] => message.push_str(&format!(", and `{}` depends on itself", id(*one))),
+        many => message.push_str(&format!(
+            ", and {} each depend on themselves",
+            names(many.iter().map(|&i| id(i)))
+        )),
+    }
+    message
+}
+
+/// `a`, `b` and `c`
+fn names<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let count = ids.len();
+    let mut out = String::new();
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            out.push_str(if i + 1 == count { " and " } else { ", " });
+        }
+        out.push_str(&format!("`{id}`"));
+    }
+    out
+}
+
+/// Walks a loop through `first` within one strongly connected component,
+/// following "waits for" edges, and returns its steps in that order. Edges
+/// from a step to itself are left out: those are named apart.
 fn cycle_order(steps: &[super::Step], members: &[StepIdx], first: StepIdx) -> Vec<StepIdx> {
     let inside: std::collections::HashSet<StepIdx> = members.iter().copied().collect();
     // Depth-first search for a path back to `first`; the component is
-    // strongly connected, so one exists.
+    // strongly connected and has more than one member, so one exists.
     let mut path = vec![first];
     let mut seen = std::collections::HashSet::from([first]);
     let mut next_edge = vec![0usize];
@@ -310,7 +368,7 @@ fn cycle_order(steps: &[super::Step], members: &[StepIdx], first: StepIdx) -> Ve
         }
         let to = edges[*i];
         *i += 1;
-        if to == first {
+        if to == first && node != first {
             return path;
         }
         if inside.contains(&to) && seen.insert(to) {
@@ -319,4 +377,67 @@ fn cycle_order(steps: &[super::Step], members: &[StepIdx], first: StepIdx) -> Ve
         }
     }
     members.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workflow::{extract, source};
+
+    /// Loads `yaml` as far as the plan and returns the messages.
+    fn problems(yaml: &str, edit: impl FnOnce(&mut Workflow)) -> Vec<String> {
+        let mut src = source::parse(yaml.into()).expect("valid YAML");
+        src.locate();
+        let mut out = Vec::new();
+        let mut wf = extract::workflow(&src.value, &src.spans, "w", &mut out);
+        assert_eq!(out, Vec::new());
+        edit(&mut wf);
+        let plan = build(wf, &src.spans, &mut out);
+        assert_eq!(plan.is_some(), out.is_empty());
+        out.into_iter().map(|d| d.message).collect()
+    }
+
+    // a ⇄ b ⇄ c: one component, no single loop through all three.
+    #[test]
+    fn every_step_of_a_tangled_cycle_is_named() {
+        let yaml = "steps:\n  a: {run: x, needs: [b]}\n  b: {run: x, needs: [a, c]}\n  c: {run: x, needs: [b]}\n";
+        assert_eq!(
+            problems(yaml, |_| {}),
+            ["dependency cycle among `a`, `b` and `c`, for example a -> b -> a"]
+        );
+    }
+
+    // a ⇄ b, and a → a.
+    #[test]
+    fn a_self_loop_inside_a_cycle_is_named_apart() {
+        let yaml = "steps:\n  a: {run: x, needs: [a, b]}\n  b: {run: x, needs: [a]}\n  c: {run: x, needs: [c]}\n";
+        assert_eq!(
+            problems(yaml, |_| {}),
+            [
+                "dependency cycle: a -> b -> a, and `a` depends on itself",
+                "step `c` depends on itself",
+            ]
+        );
+    }
+
+    // a → b → c → a
+    #[test]
+    fn a_simple_cycle_is_shown_in_order() {
+        let yaml = "steps:\n  a: {run: x, needs: [c]}\n  b: {run: x, needs: [a]}\n  c: {run: x, needs: [b]}\n";
+        assert_eq!(
+            problems(yaml, |_| {}),
+            ["dependency cycle: a -> c -> b -> a"]
+        );
+    }
+
+    #[test]
+    fn two_steps_under_one_id_are_refused() {
+        let yaml = "steps:\n  a: {run: x}\n  b: {run: x, input: '{{steps.a.output}}'}\n";
+        let found = problems(yaml, |wf| {
+            let mut again = wf.steps[0].clone();
+            again.id = "b".into();
+            wf.steps.push(again);
+        });
+        assert_eq!(found, ["duplicate step id `b`"]);
+    }
 }

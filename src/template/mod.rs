@@ -2,26 +2,17 @@
 //! the steps and inputs they mention, and rendered against a context that
 //! holds only what each template refers to.
 
+mod refs;
 mod simple;
 
 use std::collections::HashMap;
 
-use handlebars::template::{Parameter, Template, TemplateElement};
-use handlebars::{Handlebars, Path};
+use handlebars::template::Template;
+use handlebars::Handlebars;
 use serde_json::{Map, Value};
 
+pub use refs::Ref;
 use simple::Simple;
-
-/// Something a template refers to at its root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ref {
-    /// `inputs.NAME`
-    Input(String),
-    /// `steps.ID...`
-    Step(String),
-    /// `steps` or `inputs` with no name after it.
-    Bare(String),
-}
 
 /// Every compiled template of one workflow, looked up by name.
 pub struct Templates {
@@ -113,7 +104,9 @@ pub fn compile(source: &str) -> Result<Compiled, CompileError> {
     }
     if let Some(simple) = Simple::parse(source) {
         let mut refs = Vec::new();
-        simple.paths().for_each(|p| collect_path(p, &mut refs));
+        for (raw, segments) in simple.paths() {
+            refs::root_path(segments, raw, &mut refs);
+        }
         return Ok(Compiled {
             body: Body::Light(Light::Simple(simple)),
             refs,
@@ -124,7 +117,7 @@ pub fn compile(source: &str) -> Result<Compiled, CompileError> {
         at: e.pos(),
     })?;
     let mut refs = Vec::new();
-    collect(&template, &mut refs);
+    refs::collect(&template, &mut refs);
     Ok(Compiled {
         body: Body::Template(template),
         refs,
@@ -163,79 +156,6 @@ fn render_message(e: &handlebars::RenderError) -> String {
         R::MissingVariable(Some(path)) => format!("`{path}` has no value"),
         other => other.to_string(),
     }
-}
-
-fn collect(template: &Template, refs: &mut Vec<Ref>) {
-    for element in &template.elements {
-        collect_element(element, refs);
-    }
-}
-
-fn collect_element(element: &TemplateElement, refs: &mut Vec<Ref>) {
-    match element {
-        TemplateElement::Expression(h)
-        | TemplateElement::HtmlExpression(h)
-        | TemplateElement::HelperBlock(h) => {
-            collect_param(&h.name, refs);
-            h.params.iter().for_each(|p| collect_param(p, refs));
-            h.hash.values().for_each(|p| collect_param(p, refs));
-            for inner in [&h.template, &h.inverse].into_iter().flatten() {
-                collect(inner, refs);
-            }
-        }
-        TemplateElement::DecoratorExpression(d)
-        | TemplateElement::DecoratorBlock(d)
-        | TemplateElement::PartialExpression(d)
-        | TemplateElement::PartialBlock(d) => {
-            d.params.iter().for_each(|p| collect_param(p, refs));
-            d.hash.values().for_each(|p| collect_param(p, refs));
-            if let Some(inner) = &d.template {
-                collect(inner, refs);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn collect_param(param: &Parameter, refs: &mut Vec<Ref>) {
-    match param {
-        Parameter::Path(Path::Relative((_, raw))) => collect_path(raw, refs),
-        Parameter::Name(name) => collect_path(name, refs),
-        Parameter::Subexpression(sub) => collect_element(&sub.element, refs),
-        _ => {}
-    }
-}
-
-/// Reads `steps.ID` and `inputs.NAME` at the start of a path, after any
-/// `@root.` or `../` that lifts it to the top of the context.
-fn collect_path(raw: &str, refs: &mut Vec<Ref>) {
-    let mut rest = raw.trim();
-    loop {
-        if let Some(r) = rest.strip_prefix("../") {
-            rest = r;
-        } else if let Some(r) = rest
-            .strip_prefix("@root")
-            .and_then(|r| r.strip_prefix(['.', '/']))
-        {
-            rest = r;
-        } else {
-            break;
-        }
-    }
-    let mut parts = rest.split(['.', '/']);
-    let root = parts.next().unwrap_or_default();
-    if root != "steps" && root != "inputs" {
-        return;
-    }
-    let name = parts
-        .next()
-        .map(|n| n.trim_start_matches('[').trim_end_matches(']'))
-        .filter(|n| !n.is_empty());
-    refs.push(match (root, name) {
-        ("steps", Some(id)) => Ref::Step(id.to_owned()),
-        ("inputs", Some(name)) => Ref::Input(name.to_owned()),
-        _ => Ref::Bare(root.to_owned()),
-    });
 }
 
 /// The fields a template may read of one finished step.

@@ -49,10 +49,10 @@ impl Simple {
         Some(Simple { parts })
     }
 
-    /// The paths, as written, in order.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
+    /// The paths, as written and as segments, in order.
+    pub fn paths(&self) -> impl Iterator<Item = (&str, &[String])> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Path(raw, _) => Some(raw.as_str()),
+            Part::Path(raw, segments) => Some((raw.as_str(), segments.as_slice())),
             Part::Text(_) => None,
         })
     }
@@ -112,7 +112,7 @@ mod tests {
     fn takes_plain_paths_and_refuses_the_rest() {
         let simple = Simple::parse("a {{ steps.x.output }} b {{inputs.y}}").unwrap();
         assert_eq!(
-            simple.paths().collect::<Vec<_>>(),
+            simple.paths().map(|(raw, _)| raw).collect::<Vec<_>>(),
             ["steps.x.output", "inputs.y"]
         );
         for other in [
