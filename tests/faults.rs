@@ -268,6 +268,37 @@ fn status_500_inside_a_200_is_retried() {
 }
 
 #[test]
+fn a_status_given_as_a_string_counts_like_a_number() {
+    let server = RawServer::start(|request| match (request.agent.as_str(), request.nth) {
+        ("flaky", 0) => Behaviour::status(200, r#"{"status": "500", "response": "x"}"#),
+        ("missing", _) => Behaviour::status(200, r#"{"status": " 404 ", "response": "x"}"#),
+        _ => Behaviour::ok("recovered"),
+    });
+    let outcome = Sandbox::new().run_at(
+        "name: f\nconcurrency: 1\ndefaults: { retry: { attempts: 3, backoff: 10ms } }\n\
+         steps:\n  flaky: { agent: flaky }\n  missing: { agent: missing }\n",
+        &server.base_url,
+        &[],
+    );
+    outcome.expect_code(1);
+    assert_key_hidden(&outcome);
+    let flaky = outcome.step("flaky");
+    assert_eq!(flaky["output"], "recovered");
+    let first = flaky["attempts"][0]["error"].as_str().unwrap();
+    assert!(first.contains("agent.ai answered 500"), "{first}");
+    assert_eq!(outcome.status_of("missing"), "failed");
+    let missing = outcome.step("missing");
+    assert_eq!(
+        missing["attempts"].as_array().unwrap().len(),
+        1,
+        "404 is final"
+    );
+    let error = missing["error"].as_str().unwrap();
+    assert!(error.contains("agent.ai answered 404 Not Found"), "{error}");
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[test]
 fn a_long_html_error_page_is_cut_and_keeps_no_code() {
     let page = format!(
         "<!DOCTYPE html><html><head><title>Service Unavailable</title>\

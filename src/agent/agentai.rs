@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::excerpt::{detail, excerpt};
 use super::secret::Secret;
-use super::{CallError, Reply};
+use super::{shorten, CallError, Reply};
 
 /// The public endpoint's base address.
 pub const DEFAULT_BASE_URL: &str = "https://api-lr.agent.ai/v1";
@@ -140,14 +140,18 @@ impl AgentAi {
                 excerpt(&bytes, &self.secret)
             ))
         })?;
-        let inner = body.get("status").and_then(Value::as_u64).unwrap_or(200);
-        if inner != 200 {
-            let code = u16::try_from(inner)
-                .ok()
-                .and_then(|c| StatusCode::from_u16(c).ok())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let detail = detail(&bytes, &self.secret);
-            return Err(classify(code, retry_after, detail));
+        match body_status(body.get("status")) {
+            BodyStatus::Ok => {}
+            BodyStatus::Code(code) => {
+                let detail = detail(&bytes, &self.secret);
+                return Err(classify(code, retry_after, detail));
+            }
+            BodyStatus::Unreadable(text) => {
+                let text = shorten(&self.secret.scrub(&text), 60);
+                return Err(CallError::transient(format!(
+                    "agent.ai's reply has a `status` that is not a number: `{text}`"
+                )));
+            }
         }
         match body {
             Value::Object(mut map) => match map.remove("response") {
@@ -176,6 +180,41 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, CallErr
             )));
         }
         bytes.extend_from_slice(&chunk);
+    }
+}
+
+/// What the `status` inside a reply's body says.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyStatus {
+    /// 200, or no status at all.
+    Ok,
+    /// Any other code, as a number or a string of digits.
+    Code(StatusCode),
+    /// Something that is not a code, as JSON text.
+    Unreadable(String),
+}
+
+/// Reads the body's `status`: a number, or a string holding one.
+fn body_status(value: Option<&Value>) -> BodyStatus {
+    let code = match value {
+        None | Some(Value::Null) => return BodyStatus::Ok,
+        Some(Value::Number(n)) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
+        Some(Value::String(text)) => text.trim().parse::<u64>().ok(),
+        Some(_) => None,
+    };
+    match code {
+        Some(200) => BodyStatus::Ok,
+        Some(code) => BodyStatus::Code(
+            u16::try_from(code)
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        ),
+        None => BodyStatus::Unreadable(value.map(Value::to_string).unwrap_or_default()),
     }
 }
 
@@ -292,6 +331,25 @@ mod tests {
             classify(StatusCode::PAYMENT_REQUIRED, None, None),
             CallError::Fatal { .. }
         ));
+    }
+
+    #[test]
+    fn a_status_in_the_body_counts_as_a_number_or_a_string() {
+        let s = |v: Value| body_status(Some(&v));
+        assert_eq!(s(json!(200)), BodyStatus::Ok);
+        assert_eq!(s(json!("200")), BodyStatus::Ok);
+        assert_eq!(body_status(None), BodyStatus::Ok);
+        assert_eq!(s(Value::Null), BodyStatus::Ok);
+        let code = |c: u16| BodyStatus::Code(StatusCode::from_u16(c).unwrap());
+        assert_eq!(s(json!("500")), code(500));
+        assert_eq!(s(json!(" 429 ")), code(429));
+        assert_eq!(s(json!(404.0)), code(404));
+        assert_eq!(s(json!(70000)), code(500));
+        assert_eq!(
+            s(json!("broken")),
+            BodyStatus::Unreadable("\"broken\"".into())
+        );
+        assert_eq!(s(json!(true)), BodyStatus::Unreadable("true".into()));
     }
 
     #[test]
