@@ -331,6 +331,40 @@ fn a_long_html_error_page_is_cut_and_keeps_no_code() {
 }
 
 #[test]
+fn retry_after_on_a_503_is_honoured() {
+    let server = RawServer::start(|request| match request.nth {
+        0 => Behaviour::status(503, r#"{"error": "restarting"}"#).header("Retry-After", "1"),
+        _ => Behaviour::ok("done"),
+    });
+    let outcome = run(
+        "name: f\nsteps:\n  a: { agent: x, retry: { attempts: 2, backoff: 10ms, max_wait: 30s } }\n",
+        &server,
+    );
+    outcome.expect_code(0);
+    let gap = server.gap(0, 1);
+    assert!(
+        gap >= Duration::from_millis(900) && gap < Duration::from_secs(5),
+        "retried after {gap:?}"
+    );
+    assert_eq!(attempts(&outcome)[1]["waited_ms"], 1000);
+}
+
+#[test]
+fn retry_after_on_any_5xx_is_capped_by_max_wait() {
+    let server = RawServer::start(|request| match request.nth {
+        0 => Behaviour::status(500, "{}").header("Retry-After", "86400"),
+        _ => Behaviour::ok("done"),
+    });
+    let outcome = run(
+        "name: f\nsteps:\n  a: { agent: x, retry: { attempts: 2, backoff: 10ms, max_wait: 300ms } }\n",
+        &server,
+    );
+    outcome.expect_code(0);
+    assert_eq!(attempts(&outcome)[1]["waited_ms"], 300);
+    assert!(server.gap(0, 1) >= Duration::from_millis(250));
+}
+
+#[test]
 fn the_key_stays_out_of_fault_messages_even_at_trace_level() {
     let page = "<html><body><h1>Bad Gateway</h1></body></html>";
     let server = RawServer::start(move |request| match request.agent.as_str() {

@@ -218,7 +218,8 @@ fn body_status(value: Option<&Value>) -> BodyStatus {
     }
 }
 
-/// Sorts an error status into what the scheduler should do with it.
+/// Sorts an error status into what the scheduler should do with it; a
+/// `Retry-After` counts for every status that is worth another try.
 fn classify(status: StatusCode, after: Option<Duration>, detail: Option<String>) -> CallError {
     let message = match detail {
         Some(d) => format!("agent.ai answered {status}: {d}"),
@@ -226,11 +227,7 @@ fn classify(status: StatusCode, after: Option<Duration>, detail: Option<String>)
     };
     match status.as_u16() {
         401 | 402 => CallError::Fatal { message },
-        429 => CallError::Transient { message, after },
-        408 | 500..=599 => CallError::Transient {
-            message,
-            after: None,
-        },
+        408 | 429 | 500..=599 => CallError::Transient { message, after },
         300..=399 => CallError::permanent(format!("{message} (redirects are not followed)")),
         _ => CallError::Permanent { message },
     }
@@ -330,6 +327,22 @@ mod tests {
         assert!(matches!(
             classify(StatusCode::PAYMENT_REQUIRED, None, None),
             CallError::Fatal { .. }
+        ));
+    }
+
+    #[test]
+    fn retry_after_counts_for_server_errors_too() {
+        let wait = Some(Duration::from_secs(2));
+        for code in [429, 500, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            match classify(status, wait, None) {
+                CallError::Transient { after, .. } => assert_eq!(after, wait, "{code}"),
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, wait, None),
+            CallError::Permanent { .. }
         ));
     }
 
