@@ -132,7 +132,7 @@ fn alias_bombs_and_deep_nesting_are_refused_quickly() {
     }
     let (code, stderr) = validate(&bomb);
     assert_eq!(code, 2);
-    assert!(stderr.contains("invalid YAML"), "{stderr}");
+    assert!(stderr.contains("aliases expand to more than"), "{stderr}");
 
     let (code, stderr) = validate(&format!("steps: {}", "[".repeat(200_000)));
     assert_eq!(code, 2, "{stderr}");
@@ -203,6 +203,16 @@ fn no_input_makes_the_loader_panic() {
         "concurrency: 0\nsteps: {a: {agent: x}}",
         "steps: {a: {agent: x, input: '{{steps}}'}}",
         "steps: {a: !tag {agent: x}}",
+        "steps: {1: {run: x}, '1': {run: x}}",
+        "steps: {true: {run: x}, 'true': {run: x}}",
+        "steps: {0x1: {run: x}, 1: {run: x}}",
+        "steps: {1e1: {run: x}, '10.0': {run: x}}",
+        "steps: {~: {run: x}}",
+        "concurrency: 100000000000000\nsteps: {a: {run: x}}",
+        "steps: {a: {run: x, needs: ~}}",
+        "steps: {a: {agent: ~}}",
+        "inputs: {~: {}}\nsteps: {a: {run: x}}",
+        "steps: {a: {run: x, input: {~: y}}}",
     ];
     for case in cases {
         let (code, stderr) = validate(case);
@@ -228,4 +238,198 @@ fn graph_prints_dot_and_mermaid() {
     cmd.args(["graph", "w.yaml", "--format", "mermaid"]);
     let mermaid = sandbox.finish(cmd);
     assert!(mermaid.stdout.contains("a --> b"), "{}", mermaid.stdout);
+}
+
+#[test]
+fn step_ids_must_be_text_as_written() {
+    let (code, stderr) = validate(
+        "name: n\nsteps:\n  1: {run: 'true'}\n  '1': {run: 'true'}\n  1e1: {run: 'true'}\n  true: {run: 'true'}\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_reported(&stderr, "step id `1` is a number in YAML, not text", "3:3");
+    assert_reported(&stderr, "put it in quotes, `'1':`", "3:3");
+    assert_reported(&stderr, "step id `1e1` is a number in YAML", "5:3");
+    assert_reported(&stderr, "step id `true` is a boolean in YAML", "6:3");
+    assert!(stderr.contains("w.yaml: 3 problems"), "{stderr}");
+}
+
+#[test]
+fn names_that_yaml_reads_as_numbers_are_not_dropped() {
+    let (code, stderr) = validate(
+        "name: n\ninputs:\n  7: {}\noutputs:\n  8: x\nsteps:\n  a: {run: 'true', input: {~: x}}\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_reported(&stderr, "input name `7` is a number", "3:3");
+    assert_reported(&stderr, "output name `8` is a number", "5:3");
+    assert_reported(
+        &stderr,
+        "input field `~` is null in YAML, not text (step `a`)",
+        "7:28",
+    );
+}
+
+#[test]
+fn concurrency_is_capped_in_the_file_as_on_the_command_line() {
+    let (code, stderr) = validate("name: n\nconcurrency: 10001\nsteps:\n  a: {run: 'true'}\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert_reported(
+        &stderr,
+        "`concurrency` must be a whole number from 1 to 10000",
+        "2:14",
+    );
+    let (code, stderr) = validate("name: n\nconcurrency: 10000\nsteps:\n  a: {run: 'true'}\n");
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let (code, stderr) = validate("\u{feff}name: n\nsteps:\n  a: {run: 'true'}\n");
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = validate("\u{feff}name: 'a b'\nsteps:\n  a: {run: 'true'}\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert_reported(&stderr, "workflow name `a b` is not a valid name", "1:7");
+}
+
+#[test]
+fn every_step_of_a_cycle_is_named() {
+    let (code, stderr) = validate(
+        "name: n\nsteps:\n  a: {run: x, needs: [b]}\n  b: {run: x, needs: [a, c]}\n  c: {run: x, needs: [b]}\n  d: {run: x, needs: [d, e]}\n  e: {run: x, needs: [d]}\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_reported(
+        &stderr,
+        "dependency cycle among `a`, `b` and `c`, for example a -> b -> a",
+        "3:3",
+    );
+    assert_reported(
+        &stderr,
+        "dependency cycle: d -> e -> d, and `d` depends on itself",
+        "6:3",
+    );
+}
+
+const MORE_MISTAKES: &str = r#"name: more
+inputs:
+  topic: {}
+steps:
+  a: { agent: '', needs: nothere, timeout: ~ }
+  b: { agent: ~, needs: ~, timeout: "" }
+  c: { run: x, retry: { backoff: x, max_wait: y } }
+  d: { run: x, input: "{{input.topic}} {{foo.x}}" }
+  e: { run: x, input: "{{run.idd}} {{workflow.nam}} {{steps.c.outptu}}" }
+  f: { run: x, input: "{{uppercase steps.c.output}} {{> p}}" }
+  g: { run: x, input: "{{#each steps.c.json.items}}{{name}}{{../inputs.topic}}{{/each}}" }
+"#;
+
+#[test]
+fn unclear_or_unplaced_mistakes_are_worded_and_placed() {
+    let (code, stderr) = validate(MORE_MISTAKES);
+    assert_eq!(code, 2);
+    let expected = [
+        ("`agent` is empty (step `a`)", "5:15"),
+        ("unknown step `nothere` (step `a`)", "5:26"),
+        (
+            "`timeout` has no value; write a duration such as `30s`",
+            "5:44",
+        ),
+        ("`agent` is empty (step `b`)", "6:15"),
+        ("`needs` names no step", "6:25"),
+        ("duration is empty", "6:37"),
+        ("`x` is not a duration", "7:34"),
+        ("`y` is not a duration", "7:47"),
+        ("template reads `input.topic`, which does not exist", "8:23"),
+        ("did you mean `inputs.topic`?", "8:23"),
+        ("template reads `foo.x`, which does not exist", "8:23"),
+        ("template reads `run.idd`, but `run` has only `id`", "9:23"),
+        (
+            "template reads `workflow.nam`, but `workflow` has only `name`",
+            "9:23",
+        ),
+        ("did you mean `steps.c.output`?", "9:23"),
+        (
+            "helper `uppercase`, which does not exist (step `f`)",
+            "10:23",
+        ),
+        ("partial `p`, which is not defined (step `f`)", "10:23"),
+    ];
+    for (message, place) in expected {
+        assert_reported(&stderr, message, place);
+    }
+    assert!(stderr.contains("w.yaml: 15 problems"), "{stderr}");
+}
+
+#[test]
+fn this_and_dot_slash_paths_make_dependencies() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "w.yaml",
+        "name: g\nsteps:\n  b: { agent: x, input: '{{this.steps.a.output}} {{./steps.c.output}}' }\n  a: { run: 'true' }\n  c: { run: 'true' }\n",
+    );
+    let mut cmd = sandbox.baton();
+    cmd.args(["graph", "w.yaml"]);
+    let dot = sandbox.finish(cmd);
+    dot.expect_code(0);
+    assert!(dot.stdout.contains("\"a\" -> \"b\";"), "{}", dot.stdout);
+    assert!(dot.stdout.contains("\"c\" -> \"b\";"), "{}", dot.stdout);
+}
+
+#[test]
+fn a_file_without_name_says_its_name_came_from_the_file() {
+    let sandbox = Sandbox::new();
+    sandbox.write("my flow.yaml", "steps:\n  a: {run: 'true'}\n");
+    let mut cmd = sandbox.baton();
+    cmd.args(["validate", "my flow.yaml"]);
+    let outcome = sandbox.finish(cmd);
+    assert_eq!(outcome.code, 2);
+    assert!(
+        outcome
+            .stderr
+            .contains("has no `name`, and its file name `my flow` is not a valid name"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(outcome.stderr.contains("add `name:`"), "{}", outcome.stderr);
+}
+
+#[test]
+fn long_lines_are_cut_with_the_caret_in_place() {
+    let filler = "x".repeat(5000);
+    let (code, stderr) = validate(&format!(
+        "name: n\nsteps:\n  a: {{run: x, description: '{filler}', timout: 1s}}\n"
+    ));
+    assert_eq!(code, 2);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("3 | "))
+        .expect("the line is drawn");
+    let caret = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("3 | "))
+        .nth(1)
+        .expect("a caret line");
+    assert!(line.chars().count() < 220, "{line}");
+    assert!(
+        line.starts_with("3 | …") && line.ends_with("timout: 1s}"),
+        "{line}"
+    );
+    let at = caret.chars().count() - 1;
+    assert_eq!(caret.chars().last(), Some('^'));
+    assert_eq!(line.chars().skip(at).take(6).collect::<String>(), "timout");
+}
+
+#[test]
+fn aliases_that_copy_large_text_are_refused_quickly() {
+    let big = "x".repeat(1024 * 1024);
+    let copies = vec!["*big"; 200].join(", ");
+    let started = std::time::Instant::now();
+    let (code, stderr) = validate(&format!(
+        "name: n\ndescription: &big {big}\nsteps:\n  a: {{run: x, input: [{copies}]}}\n"
+    ));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("aliases expand to more than 16 MiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> w.yaml:4:"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
