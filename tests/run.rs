@@ -578,3 +578,65 @@ fn assert_no_file_holds_the_key(dir: &std::path::Path) {
         }
     }
 }
+
+/// A step that starts `sleep` in the background, writes its pid to `pid`
+/// in the sandbox and waits for it.
+const BACKGROUND_SLEEP: &str = "['sh', '-c', 'sleep 30 & echo $! > pid; wait']";
+
+#[test]
+fn a_timed_out_command_takes_its_background_processes_with_it() {
+    let sandbox = Sandbox::new();
+    let outcome = sandbox.run(
+        &format!(
+            "name: group\nsteps:\n  a: {{ run: {BACKGROUND_SLEEP}, timeout: 300ms, \
+             retry: {{ attempts: 1 }} }}\n"
+        ),
+        &FakeAgentAi::echo(),
+        &[],
+    );
+    outcome.expect_code(1);
+    assert!(outcome.stderr.contains("did not finish within 300ms"));
+    assert_ends(pid_in(&sandbox));
+}
+
+#[test]
+fn a_cancelled_command_takes_its_background_processes_with_it() {
+    let fake =
+        FakeAgentAi::start(|_| Answer::error(400, "bad input").after(Duration::from_millis(300)));
+    let sandbox = Sandbox::new();
+    let outcome = sandbox.run(
+        &format!(
+            "name: group\nsteps:\n  a: {{ run: {BACKGROUND_SLEEP} }}\n  broken: {{ agent: x }}\n"
+        ),
+        &fake,
+        &["--fail-fast"],
+    );
+    outcome.expect_code(1);
+    assert_eq!(outcome.status_of("a"), "cancelled");
+    assert_ends(pid_in(&sandbox));
+}
+
+fn pid_in(sandbox: &Sandbox) -> u32 {
+    let text = std::fs::read_to_string(sandbox.path().join("pid")).expect("the step wrote its pid");
+    text.trim().parse().expect("a pid")
+}
+
+/// Fails unless `pid` ends within a second; a zombie has ended.
+fn assert_ends(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        let state = stat.as_deref().ok().and_then(|s| s.rsplit_once(") "));
+        match state {
+            None => return,
+            Some((_, rest)) if rest.starts_with('Z') => return,
+            Some(_) if std::time::Instant::now() > deadline => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+                panic!("process {pid} outlived its step");
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}

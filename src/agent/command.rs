@@ -1,12 +1,20 @@
 //! Local commands as steps: the rendered input goes to standard input, the
 //! output is what the command prints. No shell is involved unless the
 //! workflow names one.
+//!
+//! Each command leads a process group of its own. A timeout, or a step
+//! dropped because the run was cancelled, kills the whole group, so what a
+//! shell started in the background does not outlive the step.
+//!
+//! Limitation: being outside the terminal's foreground group, a command
+//! that reads from `/dev/tty` (a password prompt) stops until its timeout.
 
-use std::process::Stdio;
+use std::io;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
 
 use super::{shorten, CallError, Reply};
 use crate::agent::agentai::KEY_VAR;
@@ -32,7 +40,7 @@ pub async fn run(
     let (program, rest) = args
         .split_first()
         .expect("`run` was checked to be non-empty");
-    let mut child = Command::new(program)
+    let child = Command::new(program)
         .args(rest)
         .env_remove(KEY_VAR)
         .env("BATON_RUN_ID", env.run_id)
@@ -41,11 +49,13 @@ pub async fn run(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| CallError::permanent(format!("cannot start `{program}`: {e}")))?;
+    let mut group = Group::new(child);
 
-    let mut stdin = child.stdin.take().expect("stdin was piped");
+    let mut stdin = group.child.stdin.take().expect("stdin was piped");
     let input = input.to_owned();
     // A command may exit without reading its input; a broken pipe then is
     // not the step's failure, its exit status is.
@@ -53,8 +63,9 @@ pub async fn run(
         let _ = stdin.write_all(input.as_bytes()).await;
         let _ = stdin.shutdown().await;
     });
-    let finished = tokio::time::timeout(timeout, child.wait_with_output()).await;
+    let finished = tokio::time::timeout(timeout, group.finish()).await;
     feeder.abort();
+    // On a timeout, dropping `group` on the way out kills it.
     let output = match finished {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => return Err(CallError::transient(format!("`{program}` failed: {e}"))),
@@ -83,6 +94,65 @@ pub async fn run(
         CallError::permanent(format!("`{program}` printed output that is not UTF-8"))
     })?;
     Ok(Reply::from_stdout(stdout))
+}
+
+/// A started command and the process group it leads. Until the command has
+/// been waited for, dropping this kills the whole group.
+struct Group {
+    child: Child,
+    /// The group's id, the command's own pid.
+    pgid: Option<i32>,
+    /// Whether the command was waited for, which frees its pid.
+    reaped: bool,
+}
+
+impl Group {
+    fn new(child: Child) -> Group {
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        Group {
+            child,
+            pgid,
+            reaped: false,
+        }
+    }
+
+    /// Reads the command's output to its end, then waits for it.
+    async fn finish(&mut self) -> io::Result<Output> {
+        let stdout = self.child.stdout.take().expect("stdout was piped");
+        let stderr = self.child.stderr.take().expect("stderr was piped");
+        // Output first: while the pipes are open something of the group may
+        // still run, and an unreaped leader keeps the group's id from being
+        // given to another process, so killing it stays safe.
+        let (stdout, stderr) = tokio::try_join!(read_all(stdout), read_all(stderr))?;
+        let status = self.child.wait().await?;
+        self.reaped = true;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let Some(pgid) = self.pgid.filter(|&id| id > 1) else {
+            return;
+        };
+        if !self.reaped {
+            // SAFETY: kill(2) touches no memory of ours; a negative id
+            // names the command's own group, whose leader is not reaped.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn read_all(mut pipe: impl AsyncRead + Unpin) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    pipe.read_to_end(&mut bytes).await?;
+    Ok(bytes)
 }
 
 /// The last `max` characters of `text`, trimmed.
@@ -138,6 +208,70 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("did not finish"), "{err}");
+        assert!(matches!(err, CallError::Transient { .. }), "{err:?}");
+    }
+
+    /// A shell that starts `sleep` in the background, writes its pid to a
+    /// file in `dir` and waits for it.
+    fn background_sleep(dir: &std::path::Path) -> (Vec<String>, std::path::PathBuf) {
+        let file = dir.join("pid");
+        let script = format!("sleep 30 & echo $! > '{}'; wait", file.display());
+        (vec!["sh".into(), "-c".into(), script], file)
+    }
+
+    async fn pid_in(file: &std::path::Path) -> u32 {
+        for _ in 0..200 {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                if let Ok(pid) = text.trim().parse() {
+                    return pid;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no pid in {}", file.display());
+    }
+
+    /// Whether `pid` ended within a second; a zombie has ended.
+    async fn ends(pid: u32) -> bool {
+        for _ in 0..100 {
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return true,
+                Ok(stat)
+                    if stat
+                        .rsplit_once(") ")
+                        .is_some_and(|(_, s)| s.starts_with('Z')) =>
+                {
+                    return true
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_what_the_command_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let (args, file) = background_sleep(dir.path());
+        let err = run(&args, "", Duration::from_millis(300), &env())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("did not finish"), "{err}");
+        let pid = pid_in(&file).await;
+        assert!(ends(pid).await, "`sleep` ({pid}) outlived its step");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_step_kills_what_the_command_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let (args, file) = background_sleep(dir.path());
+        let env = env();
+        let step = run(&args, "", Duration::from_secs(30), &env);
+        let pid = tokio::select! {
+            _ = step => panic!("the step should still be running"),
+            pid = pid_in(&file) => pid,
+        };
+        assert!(ends(pid).await, "`sleep` ({pid}) outlived its step");
     }
 
     #[tokio::test]
