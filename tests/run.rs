@@ -579,6 +579,31 @@ fn assert_no_file_holds_the_key(dir: &std::path::Path) {
     }
 }
 
+#[test]
+fn a_failing_command_is_not_run_again_but_a_hung_one_is() {
+    let sandbox = Sandbox::new();
+    let fake = FakeAgentAi::echo();
+    let outcome = sandbox.run(
+        "name: once\nsteps:\n  a: { run: ['sh', '-c', 'echo ran >> failed.txt; exit 1'] }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    let ran = std::fs::read_to_string(sandbox.path().join("failed.txt")).unwrap();
+    assert_eq!(ran.lines().count(), 1, "the default retry ran it again");
+    assert_eq!(outcome.step("a")["attempts"].as_array().unwrap().len(), 1);
+
+    let outcome = sandbox.run(
+        "name: hung\nsteps:\n  a: { run: ['sh', '-c', 'echo ran >> hung.txt; exec sleep 5'], \
+         timeout: 200ms, retry: { attempts: 2, backoff: 10ms } }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    let ran = std::fs::read_to_string(sandbox.path().join("hung.txt")).unwrap();
+    assert_eq!(ran.lines().count(), 2);
+}
+
 /// A step that starts `sleep` in the background, writes its pid to `pid`
 /// in the sandbox and waits for it.
 const BACKGROUND_SLEEP: &str = "['sh', '-c', 'sleep 30 & echo $! > pid; wait']";

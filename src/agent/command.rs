@@ -88,7 +88,9 @@ pub async fn run(
         } else {
             format!("`{program}` {status}: {tail}")
         };
-        return Err(CallError::transient(message));
+        // The command ran and may have done part of its work; running it
+        // again is for the workflow to ask, not for baton to guess.
+        return Err(CallError::permanent(message));
     }
     let stdout = String::from_utf8(output.stdout).map_err(|_| {
         CallError::permanent(format!("`{program}` printed output that is not UTF-8"))
@@ -199,6 +201,15 @@ mod tests {
             text.contains("status 3") && text.ends_with("last words"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn failure_is_not_worth_another_try() {
+        let args = ["sh", "-c", "exit 1"].map(String::from);
+        let err = run(&args, "", Duration::from_secs(5), &env())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Permanent { .. }), "{err:?}");
     }
 
     #[tokio::test]
