@@ -580,6 +580,217 @@ fn assert_no_file_holds_the_key(dir: &std::path::Path) {
 }
 
 #[test]
+fn no_credits_stop_the_whole_run() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "first" => Answer::error(402, "no credits left").after(Duration::from_millis(100)),
+        _ => Answer::ok("x").after(Duration::from_secs(5)),
+    });
+    let outcome = Sandbox::new().run(
+        r#"
+name: credits
+concurrency: 2
+steps:
+  first: { agent: first }
+  running: { agent: running }
+  waiting: { agent: waiting }
+  after: { agent: after, needs: [first] }
+"#,
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    assert!(outcome.stderr.contains("402"), "{}", outcome.stderr);
+    assert_eq!(outcome.status_of("first"), "failed");
+    assert_eq!(outcome.status_of("running"), "cancelled");
+    assert_eq!(outcome.status_of("waiting"), "not_started");
+    assert_eq!(outcome.status_of("after"), "skipped");
+    assert!(fake.calls_to("waiting").is_empty() && fake.calls_to("after").is_empty());
+    let run = outcome.json("run.json");
+    let error = run["steps"]["first"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("402 Payment Required") && error.contains("no credits left"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_requests_and_forbidden_calls_are_not_retried() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "bad" => Answer::error(400, "bad input"),
+        _ => Answer::error(403, "not your agent"),
+    });
+    let outcome = Sandbox::new().run(
+        "name: once\ndefaults: { retry: { attempts: 3, backoff: 10ms } }\nsteps:\n  \
+         bad: { agent: bad }\n  forbidden: { agent: forbidden }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    assert_eq!(fake.calls_to("bad").len(), 1);
+    assert_eq!(fake.calls_to("forbidden").len(), 1);
+    assert_eq!(outcome.step("bad")["attempts"].as_array().unwrap().len(), 1);
+    assert!(outcome.stderr.contains("403"), "{}", outcome.stderr);
+}
+
+#[test]
+fn the_services_message_is_shown_and_a_long_one_is_shortened() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "said" => Answer::raw(
+            400,
+            json!({ "message": "input too long for this agent" }).to_string(),
+        ),
+        _ => Answer::error(400, &"very long complaint ".repeat(100)),
+    });
+    let outcome = Sandbox::new().run(
+        "name: words\nsteps:\n  said: { agent: said }\n  long: { agent: long }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(1);
+    let run = outcome.json("run.json");
+    let said = run["steps"]["said"]["error"].as_str().unwrap();
+    assert_eq!(
+        said,
+        "agent.ai answered 400 Bad Request: input too long for this agent"
+    );
+    assert!(outcome.stderr.contains(said), "{}", outcome.stderr);
+    let long = run["steps"]["long"]["error"].as_str().unwrap();
+    assert!(long.starts_with("agent.ai answered 400 Bad Request: very long complaint"));
+    assert!(long.ends_with('…'), "{long}");
+    assert!(
+        long.chars().count() <= 350,
+        "{} chars",
+        long.chars().count()
+    );
+}
+
+#[test]
+fn a_json_array_response_is_read_through_json_and_raw() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "list" => Answer::ok(json!([{ "name": "ada" }, { "name": "bob" }])),
+        _ => Answer::ok(call.input.clone()),
+    });
+    let outcome = Sandbox::new().run(
+        r#"
+name: array
+steps:
+  list: { agent: list }
+  use:
+    agent: echo
+    input: "{{#each steps.list.json}}{{this.name}};{{/each}} {{steps.list.raw.[1].name}}"
+"#,
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    assert_eq!(fake.calls_to("echo")[0].input, "ada;bob; bob");
+    let list = outcome.step("list");
+    assert_eq!(list["raw"], json!([{ "name": "ada" }, { "name": "bob" }]));
+    assert_eq!(list["json"], list["raw"]);
+}
+
+#[test]
+fn run_id_in_a_template_is_the_runs_id() {
+    let fake = FakeAgentAi::echo();
+    let outcome = Sandbox::new().run(
+        "name: ids\nsteps:\n  a: { agent: x, input: 'run={{run.id}}' }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    let run_id = outcome.json("run.json")["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!run_id.is_empty());
+    assert_eq!(fake.calls()[0].input, format!("run={run_id}"));
+    assert!(outcome.run_dir().ends_with(&run_id));
+}
+
+#[test]
+fn fail_fast_starts_no_step_that_was_waiting() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "broken" => Answer::error(400, "bad input"),
+        _ => Answer::ok("x"),
+    });
+    let workflow = "name: ff\nconcurrency: 1\nsteps:\n  broken: { agent: broken }\n  \
+                    next: { agent: next }\n  last: { agent: last }\n";
+    let outcome = Sandbox::new().run(workflow, &fake, &["--fail-fast"]);
+    outcome.expect_code(1);
+    assert_eq!(fake.calls().len(), 1, "{:?}", fake.calls());
+    assert_eq!(outcome.status_of("next"), "not_started");
+    assert_eq!(outcome.status_of("last"), "not_started");
+
+    // Without the flag the same run goes on past the failure.
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "broken" => Answer::error(400, "bad input"),
+        _ => Answer::ok("x"),
+    });
+    Sandbox::new().run(workflow, &fake, &[]).expect_code(1);
+    assert_eq!(fake.calls().len(), 3);
+}
+
+//   a ──▶ b
+#[test]
+fn progress_shows_each_step_with_its_time_and_a_summary() {
+    let fake = FakeAgentAi::echo();
+    let outcome = Sandbox::new().run(
+        "name: shown\nsteps:\n  a: { agent: x }\n  b: { run: 'true', needs: [a] }\n",
+        &fake,
+        &[],
+    );
+    outcome.expect_code(0);
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    for step in ["a", "b"] {
+        let start = format!("  start    {step} (");
+        assert!(lines.iter().any(|l| l.starts_with(&start)), "{lines:#?}");
+        let done = format!("  ok       {step} in ");
+        let took = lines
+            .iter()
+            .find_map(|l| l.strip_prefix(&done))
+            .unwrap_or_else(|| panic!("no end of `{step}`: {lines:#?}"));
+        let secs = took.strip_suffix('s').expect("a duration in seconds");
+        assert!(secs.parse::<f64>().is_ok(), "{took}");
+    }
+    let run_id = outcome.json("run.json")["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let summary = lines
+        .iter()
+        .position(|l| *l == format!("run {run_id} succeeded"))
+        .unwrap_or_else(|| panic!("no summary: {lines:#?}"));
+    let rows = &lines[summary + 1..];
+    for step in ["a", "b"] {
+        let row = rows
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(step))
+            .unwrap_or_else(|| panic!("`{step}` missing from the summary: {rows:#?}"));
+        assert!(row.contains("succeeded"), "{row}");
+    }
+    assert!(rows.iter().any(|l| l.starts_with("results: ")), "{rows:#?}");
+}
+
+#[test]
+fn inputs_can_come_from_a_json_file() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "in.json",
+        r#"{"topic": "from-json", "audience": "json-people"}"#,
+    );
+    let outcome = sandbox.run(
+        "name: json-in\ninputs:\n  topic: {}\n  audience: {}\nsteps:\n  \
+         a: { agent: x, input: '{{inputs.topic}}/{{inputs.audience}}' }\n",
+        &fake,
+        &["--inputs", "in.json"],
+    );
+    outcome.expect_code(0);
+    assert_eq!(fake.calls()[0].input, "from-json/json-people");
+    assert_eq!(outcome.json("run.json")["inputs"]["topic"], "from-json");
+}
+
+#[test]
 fn a_failing_command_is_not_run_again_but_a_hung_one_is() {
     let sandbox = Sandbox::new();
     let fake = FakeAgentAi::echo();
