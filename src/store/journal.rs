@@ -2,14 +2,13 @@
 //! thread that syncs once for each batch of lines waiting, so steps that
 //! finish together share one sync.
 //!
-//! A line arrives once its step file is whole under its final name; before
-//! writing a batch, the thread syncs the `steps` directory, so each line in
-//! the journal vouches for a step file that survives a power cut. One
-//! directory sync per batch instead of one per file.
+//! A line arrives only once its step file, and the rename that put it in
+//! place, are on disk, so each line vouches for a step file that survives
+//! a power cut.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -34,9 +33,8 @@ impl JournalSender {
 }
 
 impl Journal {
-    /// Opens the journal at `path`; `steps` is the directory whose renames
-    /// each batch makes durable first.
-    pub fn open(path: &Path, steps: PathBuf) -> std::io::Result<Journal> {
+    /// Opens the journal at `path` for appending.
+    pub fn open(path: &Path) -> std::io::Result<Journal> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -46,7 +44,7 @@ impl Journal {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("baton-journal".into())
-            .spawn(move || append_loop(file, &steps, receiver))?;
+            .spawn(move || append_loop(file, receiver))?;
         Ok(Journal {
             sender: Some(sender),
             thread: Some(thread),
@@ -104,17 +102,12 @@ pub fn read(path: &Path) -> Vec<JournalLine> {
         .collect()
 }
 
-fn append_loop(
-    mut file: File,
-    steps: &Path,
-    receiver: mpsc::Receiver<Vec<u8>>,
-) -> std::io::Result<()> {
+fn append_loop(mut file: File, receiver: mpsc::Receiver<Vec<u8>>) -> std::io::Result<()> {
     while let Ok(first) = receiver.recv() {
         let mut batch = first;
         while let Ok(more) = receiver.try_recv() {
             batch.extend_from_slice(&more);
         }
-        super::atomic::sync_dir(steps)?;
         file.write_all(&batch)?;
         file.sync_data()?;
     }
@@ -131,7 +124,7 @@ mod tests {
         let path = tmp.path().join("journal.jsonl");
         let whole = serde_json::to_string(&JournalLine::for_test("a")).unwrap();
         std::fs::write(&path, format!("{whole}\n{}", &whole[..20])).unwrap();
-        let mut journal = Journal::open(&path, tmp.path().to_owned()).unwrap();
+        let mut journal = Journal::open(&path).unwrap();
         journal.sender().append(&JournalLine::for_test("b"));
         journal.close().unwrap();
         let steps: Vec<String> = read(&path).into_iter().map(|l| l.step).collect();
@@ -145,7 +138,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("journal.jsonl");
         std::fs::write(&path, "x".repeat(10_000)).unwrap();
-        let mut journal = Journal::open(&path, tmp.path().to_owned()).unwrap();
+        let mut journal = Journal::open(&path).unwrap();
         journal.close().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }

@@ -10,9 +10,10 @@
 //!                           journal.jsonl   one line per finished step
 //! ```
 //!
-//! Step files are written by a few threads of their own, several at once,
-//! so the scheduler never waits for the disk. The journal is appended by
-//! one thread that syncs once per batch of lines.
+//! Step files are written by a few threads of their own, several at once
+//! and in batches that share one sync, so the scheduler never waits for
+//! the disk. The journal is appended by one thread that syncs once per
+//! batch of lines.
 
 mod atomic;
 pub mod cache;
@@ -107,15 +108,18 @@ impl RunStore {
             source,
         })?;
         let journal =
-            Journal::open(&dir.join("journal.jsonl"), dir.join("steps")).map_err(|source| {
-                StoreError::Write {
-                    path: dir.join("journal.jsonl"),
-                    source,
-                }
+            Journal::open(&dir.join("journal.jsonl")).map_err(|source| StoreError::Write {
+                path: dir.join("journal.jsonl"),
+                source,
             })?;
         let errors = Arc::default();
         let (lost_sender, lost) = tokio::sync::mpsc::unbounded_channel();
-        let writers = Writers::start(journal.sender(), Arc::clone(&errors), lost_sender);
+        let writers = Writers::start(
+            dir.join("steps"),
+            journal.sender(),
+            Arc::clone(&errors),
+            lost_sender,
+        );
         Ok(RunStore {
             dir,
             writers: Some(writers),
