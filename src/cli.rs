@@ -435,6 +435,8 @@ fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
                 let _ = sender.send(true);
             }
         }
+        // Exiting drops no step, so their commands are killed here.
+        crate::agent::command::kill_all();
         std::process::exit(exit::INTERRUPTED);
     });
     receiver

@@ -108,9 +108,27 @@ struct Group {
     reaped: bool,
 }
 
+/// The groups of commands still running, for [`kill_all`].
+static LIVE: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Kills every command still running and all it started: for a process
+/// about to exit without dropping its steps (a second Ctrl-C).
+pub fn kill_all() {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    for &pgid in live.iter() {
+        // SAFETY: as in `Group::drop`; a listed group's leader is unreaped.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
 impl Group {
     fn new(child: Child) -> Group {
         let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        if let Some(pgid) = pgid {
+            LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(pgid);
+        }
         Group {
             child,
             pgid,
@@ -128,6 +146,7 @@ impl Group {
         let (stdout, stderr) = tokio::try_join!(read_all(stdout), read_all(stderr))?;
         let status = self.child.wait().await?;
         self.reaped = true;
+        self.forget();
         Ok(Output {
             status,
             stdout,
@@ -136,8 +155,21 @@ impl Group {
     }
 }
 
+impl Group {
+    /// Takes the group off the list of live ones, before its leader's pid
+    /// can be given to another process.
+    fn forget(&self) {
+        if let Some(pgid) = self.pgid {
+            LIVE.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|&id| id != pgid);
+        }
+    }
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
+        self.forget();
         let Some(pgid) = self.pgid.filter(|&id| id > 1) else {
             return;
         };
@@ -173,6 +205,10 @@ fn tail(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
+    /// `kill_all` reaches every command of the process: while its test
+    /// runs, no other test of this module runs one.
+    static COMMANDS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
     fn env() -> CommandEnv<'static> {
         CommandEnv {
             run_id: "r",
@@ -183,6 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn feeds_stdin_and_reads_stdout() {
+        let _shared = COMMANDS.read().await;
         let args = vec!["tr".to_owned(), "a-z".to_owned(), "A-Z".to_owned()];
         let reply = run(&args, "shout\n", Duration::from_secs(5), &env())
             .await
@@ -192,6 +229,7 @@ mod tests {
 
     #[tokio::test]
     async fn failure_shows_end_of_stderr() {
+        let _shared = COMMANDS.read().await;
         let args = ["sh", "-c", "echo first >&2; echo last words >&2; exit 3"].map(String::from);
         let err = run(&args, "", Duration::from_secs(5), &env())
             .await
@@ -205,6 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn failure_is_not_worth_another_try() {
+        let _shared = COMMANDS.read().await;
         let args = ["sh", "-c", "exit 1"].map(String::from);
         let err = run(&args, "", Duration::from_secs(5), &env())
             .await
@@ -214,6 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_kills_the_command() {
+        let _shared = COMMANDS.read().await;
         let args = ["sleep", "5"].map(String::from);
         let err = run(&args, "", Duration::from_millis(100), &env())
             .await
@@ -262,6 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_kills_what_the_command_started() {
+        let _shared = COMMANDS.read().await;
         let dir = tempfile::tempdir().unwrap();
         let (args, file) = background_sleep(dir.path());
         let err = run(&args, "", Duration::from_millis(300), &env())
@@ -274,6 +315,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_step_kills_what_the_command_started() {
+        let _shared = COMMANDS.read().await;
         let dir = tempfile::tempdir().unwrap();
         let (args, file) = background_sleep(dir.path());
         let env = env();
@@ -286,7 +328,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn kill_all_stops_running_commands_and_what_they_started() {
+        let _alone = COMMANDS.write().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (args, file) = background_sleep(dir.path());
+        let env = env();
+        let step = run(&args, "", Duration::from_secs(30), &env);
+        tokio::pin!(step);
+        let pid = tokio::select! {
+            _ = &mut step => panic!("the step should still be running"),
+            pid = pid_in(&file) => pid,
+        };
+        kill_all();
+        // The step still holds its group, as a process about to exit would.
+        assert!(ends(pid).await, "`sleep` ({pid}) outlived kill_all");
+        let err = step.await.unwrap_err();
+        assert!(err.to_string().contains("killed by a signal"), "{err}");
+    }
+
+    #[tokio::test]
     async fn missing_program_is_permanent() {
+        let _shared = COMMANDS.read().await;
         let args = ["no-such-program-baton".to_owned()];
         let err = run(&args, "", Duration::from_secs(5), &env())
             .await
