@@ -876,3 +876,55 @@ fn assert_ends(pid: u32) {
         }
     }
 }
+
+#[test]
+fn run_json_names_the_commit_the_workflow_was_run_at() {
+    let sandbox = Sandbox::new();
+    let workflow = "name: prov\nsteps:\n  a: { run: 'echo hi' }\n";
+    sandbox.write("workflow.yaml", workflow);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(sandbox.path())
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "workflow.yaml"]);
+    git(&["commit", "-q", "-m", "workflow"]);
+    let head = git(&["rev-parse", "HEAD"]);
+
+    let mut cmd = sandbox.baton();
+    cmd.args(["run", "workflow.yaml", "--out", "out"]);
+    let clean = sandbox.finish(cmd);
+    clean.expect_code(0);
+    let record = clean.json("run.json")["workflow"].clone();
+    assert_eq!(record["git_commit"], head.as_str());
+    assert_eq!(record["git_dirty"], false);
+    assert_eq!(record["path"], "workflow.yaml");
+    let sha = baton::hash::sha256_hex(workflow.as_bytes());
+    assert_eq!(record["sha256"], sha.as_str());
+
+    sandbox.write("workflow.yaml", &workflow.replace("hi", "there"));
+    let mut cmd = sandbox.baton();
+    cmd.args(["run", "workflow.yaml", "--out", "edited"]);
+    let edited = sandbox.finish(cmd);
+    edited.expect_code(0);
+    let run = std::fs::read_dir(sandbox.path().join("edited/prov"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(record["workflow"]["git_commit"], head.as_str());
+    assert_eq!(record["workflow"]["git_dirty"], true);
+}

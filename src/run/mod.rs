@@ -136,6 +136,10 @@ pub async fn execute(
     };
 
     let clock = Instant::now();
+    let git = tokio::task::spawn_blocking({
+        let path = plan.path().to_owned();
+        move || provenance::git_state(&path)
+    });
     let mut record = RunRecord {
         run_id: run_id.clone(),
         status: "running".into(),
@@ -186,6 +190,7 @@ pub async fn execute(
     for (idx, s) in summaries.into_iter().enumerate() {
         record.steps[idx] = s;
     }
+    provenance::add_git_state(&mut record.workflow, git.await.ok().flatten());
     record.status = status.as_str().into();
     record.ended_at = Some(timestamp(SystemTime::now()));
     record.duration_ms = Some(clock.elapsed().as_millis() as u64);
