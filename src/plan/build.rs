@@ -153,6 +153,9 @@ impl Cx<'_> {
     }
 
     /// Compiles one template and resolves what it refers to.
+    ///
+    /// Limitation: a wrong name, helper or partial is placed at the start
+    /// of the template's value, not at the `{{…}}` that holds it.
     fn template(
         &mut self,
         name: &str,

@@ -73,6 +73,8 @@ struct Scan<'r> {
     /// Set inside an inline partial: it is rendered wherever it is used,
     /// so unknown names are not reported there, only step and input
     /// references collected.
+    /// Limitation: a misspelt root inside an inline partial is found only
+    /// when the step renders it.
     lenient: bool,
 }
 
