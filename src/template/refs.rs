@@ -9,7 +9,9 @@
 //! the block was given, so any name may be legitimate and none is checked;
 //! Handlebars' strict mode still fails the step if the name is missing.
 
-use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::template::{
+    DecoratorTemplate, HelperTemplate, Parameter, Template, TemplateElement,
+};
 use handlebars::{Path, PathSeg};
 
 use crate::diagnostic::did_you_mean;
@@ -90,66 +92,13 @@ impl Scan<'_> {
     fn element(&mut self, element: &TemplateElement, depth: usize) {
         match element {
             TemplateElement::Expression(h) | TemplateElement::HtmlExpression(h) => {
-                let bare = h.params.is_empty() && h.hash.is_empty();
-                match &h.name {
-                    Parameter::Name(name) => self.helper(name),
-                    // `{{len}}` with no arguments calls the helper.
-                    Parameter::Path(Path::Relative((segments, raw)))
-                        if bare && segments.len() == 1 && HELPERS.contains(&raw.as_str()) => {}
-                    name => self.param(name, depth),
-                }
-                self.params(&h.params, h.hash.values(), depth);
+                self.expression(h, depth)
             }
-            TemplateElement::HelperBlock(h) => {
-                let name = match &h.name {
-                    Parameter::Name(name) => name.as_str(),
-                    _ => "",
-                };
-                self.helper(name);
-                self.params(&h.params, h.hash.values(), depth);
-                let (inner, inverse) = match name {
-                    n if KEEPING.contains(&n) => (depth, depth),
-                    n if SCOPING.contains(&n) => (depth + 1, depth),
-                    _ => (depth + 1, depth + 1),
-                };
-                if let Some(t) = &h.template {
-                    self.template(t, inner);
-                }
-                if let Some(t) = &h.inverse {
-                    self.template(t, inverse);
-                }
-            }
+            TemplateElement::HelperBlock(h) => self.block(h, depth),
             TemplateElement::DecoratorExpression(d) | TemplateElement::DecoratorBlock(d) => {
-                match &d.name {
-                    Parameter::Name(name) if name == INLINE => {}
-                    other => self.invalid(
-                        format!(
-                            "template uses decorator `{}`, which does not exist",
-                            text(other)
-                        ),
-                        "the only decorator is `{{#*inline \"NAME\"}}…{{/inline}}`".into(),
-                    ),
-                }
-                self.params(&d.params, d.hash.values(), depth);
-                if let Some(t) = &d.template {
-                    let lenient = std::mem::replace(&mut self.lenient, true);
-                    self.template(t, depth);
-                    self.lenient = lenient;
-                }
+                self.decorator(d, depth)
             }
-            TemplateElement::PartialExpression(d) => {
-                if let Parameter::Name(name) = &d.name {
-                    if !self.inline.contains(name) {
-                        self.invalid(
-                            format!("template uses partial `{name}`, which is not defined"),
-                            format!("define it in the same template with `{{{{#*inline \"{name}\"}}}}…{{{{/inline}}}}`"),
-                        );
-                    }
-                } else {
-                    self.param(&d.name, depth);
-                }
-                self.params(&d.params, d.hash.values(), depth);
-            }
+            TemplateElement::PartialExpression(d) => self.partial(d, depth),
             TemplateElement::PartialBlock(d) => {
                 // A missing partial renders the block instead, so any name
                 // is allowed here.
@@ -165,6 +114,72 @@ impl Scan<'_> {
             }
             _ => {}
         }
+    }
+
+    fn expression(&mut self, h: &HelperTemplate, depth: usize) {
+        let bare = h.params.is_empty() && h.hash.is_empty();
+        match &h.name {
+            Parameter::Name(name) => self.helper(name),
+            // `{{len}}` with no arguments calls the helper.
+            Parameter::Path(Path::Relative((segments, raw)))
+                if bare && segments.len() == 1 && HELPERS.contains(&raw.as_str()) => {}
+            name => self.param(name, depth),
+        }
+        self.params(&h.params, h.hash.values(), depth);
+    }
+
+    fn block(&mut self, h: &HelperTemplate, depth: usize) {
+        let name = match &h.name {
+            Parameter::Name(name) => name.as_str(),
+            _ => "",
+        };
+        self.helper(name);
+        self.params(&h.params, h.hash.values(), depth);
+        let (inner, inverse) = match name {
+            n if KEEPING.contains(&n) => (depth, depth),
+            n if SCOPING.contains(&n) => (depth + 1, depth),
+            _ => (depth + 1, depth + 1),
+        };
+        if let Some(t) = &h.template {
+            self.template(t, inner);
+        }
+        if let Some(t) = &h.inverse {
+            self.template(t, inverse);
+        }
+    }
+
+    fn decorator(&mut self, d: &DecoratorTemplate, depth: usize) {
+        match &d.name {
+            Parameter::Name(name) if name == INLINE => {}
+            other => self.invalid(
+                format!(
+                    "template uses decorator `{}`, which does not exist",
+                    text(other)
+                ),
+                "the only decorator is `{{#*inline \"NAME\"}}…{{/inline}}`".into(),
+            ),
+        }
+        self.params(&d.params, d.hash.values(), depth);
+        if let Some(t) = &d.template {
+            let lenient = std::mem::replace(&mut self.lenient, true);
+            self.template(t, depth);
+            self.lenient = lenient;
+        }
+    }
+
+    fn partial(&mut self, d: &DecoratorTemplate, depth: usize) {
+        match &d.name {
+            Parameter::Name(name) if !self.inline.contains(name) => self.invalid(
+                format!("template uses partial `{name}`, which is not defined"),
+                format!(
+                    "define it in the same template with `{{{{#*inline \"{name}\"}}}}…{{{{/inline}}}}`"
+                ),
+            ),
+            Parameter::Name(_) => {}
+            // A partial named by a subexpression is looked up at render time.
+            name => self.param(name, depth),
+        }
+        self.params(&d.params, d.hash.values(), depth);
     }
 
     fn params<'p>(
