@@ -102,7 +102,7 @@ pub struct RunArgs {
     pub inputs: Option<PathBuf>,
 
     /// Most steps in flight at once; overrides the file's `concurrency`.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::workflow::MAX_CONCURRENCY as i64))]
     pub concurrency: Option<u32>,
 
     /// Directory under which run directories are created.
