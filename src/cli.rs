@@ -380,7 +380,7 @@ fn given_inputs(args: &RunArgs) -> Result<IndexMap<String, Value>, String> {
 }
 
 fn read_inputs_file(path: &Path) -> Result<IndexMap<String, Value>, String> {
-    let text = crate::workflow::source::read_capped(path)
+    let text = crate::workflow::source::read_capped(path, "inputs file")
         .map_err(|d| format!("error: `{}`: {}\n", path.display(), d.message))?;
     serde_yaml::from_str::<IndexMap<String, Value>>(&text).map_err(|e| {
         format!(

@@ -131,6 +131,33 @@ fn a_changed_workflow_reruns_the_changed_steps_and_their_dependents() {
 }
 
 #[test]
+fn a_step_whose_agent_changed_runs_again_with_what_reads_it() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    sandbox.run(CHAIN, &fake, &[]).expect_code(0);
+    sandbox.write(
+        "workflow.yaml",
+        &CHAIN.replace("a: { agent: a,", "a: { agent: a2,"),
+    );
+    let outcome = resume(&sandbox, &fake, "latest");
+    outcome.expect_code(0);
+    assert!(
+        outcome
+            .stderr
+            .contains("`a` changed; these run again: `a`, `b`, `c`"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(fake.calls_to("a2").len(), 1);
+    assert_eq!(fake.calls_to("b").len(), 2);
+    assert_eq!(fake.calls_to("d").len(), 1, "d does not depend on a");
+    assert_eq!(
+        outcome.json("outputs.json")["outputs"]["end"],
+        "c(b(a2(start)))"
+    );
+}
+
+#[test]
 fn changed_inputs_rerun_the_steps_that_read_them() {
     let fake = FakeAgentAi::echo();
     let sandbox = Sandbox::new();
@@ -560,6 +587,50 @@ fn a_full_disk_is_reported_with_the_path_and_loses_nothing_earlier() {
             serde_json::from_str::<serde_json::Value>(&text).is_ok(),
             "torn {}",
             path.display()
+        );
+    }
+}
+
+#[test]
+fn the_cache_is_shared_by_workflows_under_one_output_directory() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let first = "name: one\nsteps:\n  x: { agent: a, input: 'same', cache: true }\n";
+    let second = "name: two\nsteps:\n  y: { agent: a, input: 'same', cache: true }\n  \
+        z: { run: cat, input: 'same', cache: true }\n";
+    sandbox.run(first, &fake, &[]).expect_code(0);
+    let outcome = sandbox.run(second, &fake, &[]);
+    outcome.expect_code(0);
+    assert_eq!(fake.calls_to("a").len(), 1, "two's `y` took one's entry");
+    let run = std::fs::read_dir(outcome.out_dir.join("two"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let step = |id: &str| -> serde_json::Value {
+        let text = std::fs::read(run.join(format!("steps/{id}.json"))).unwrap();
+        serde_json::from_slice(&text).unwrap()
+    };
+    assert_eq!(step("y")["cached"], true);
+    assert_eq!(step("y")["output"], "a(same)");
+    // The same input to a command is another key than to an agent.
+    assert_eq!(step("z").get("cached"), None);
+    assert_eq!(step("z")["output"], "same");
+}
+
+#[test]
+fn prune_refuses_an_age_it_cannot_read() {
+    let sandbox = Sandbox::new();
+    for age in ["", "30", "soon", "-1d"] {
+        let mut prune = sandbox.baton();
+        prune.args(["cache", "prune", "--older-than", age, "--out", "out"]);
+        let outcome = sandbox.finish(prune);
+        outcome.expect_code(2);
+        assert!(
+            outcome.stderr.contains("--older-than"),
+            "{age:?}: {}",
+            outcome.stderr
         );
     }
 }

@@ -322,6 +322,12 @@ fn a_slow_agent_times_out() {
 
 #[test]
 fn interrupt_cancels_steps_and_records_the_run() {
+    for signal in ["-INT", "-TERM"] {
+        interrupted_by(signal);
+    }
+}
+
+fn interrupted_by(signal: &str) {
     let fake = FakeAgentAi::start(|_| Answer::ok("x").after(Duration::from_secs(30)));
     let sandbox = Sandbox::new();
     sandbox.write(
@@ -344,12 +350,13 @@ fn interrupt_cancels_steps_and_records_the_run() {
     while fake.calls().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    std::thread::sleep(Duration::from_millis(200));
     std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(output.status.code(), Some(130), "{signal}");
     let run_dir = std::fs::read_dir(sandbox.path().join("out/int"))
         .unwrap()
         .next()
@@ -358,9 +365,16 @@ fn interrupt_cancels_steps_and_records_the_run() {
         .path();
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
-    assert_eq!(run["status"], "interrupted");
-    assert_eq!(run["steps"]["a"]["status"], "cancelled");
-    assert_eq!(run["steps"]["b"]["status"], "not_started");
+    assert_eq!(run["status"], "interrupted", "{signal}");
+    assert_eq!(run["steps"]["a"]["status"], "cancelled", "{signal}");
+    let ran = run["steps"]["a"]["duration_ms"]
+        .as_u64()
+        .unwrap_or_default();
+    assert!(
+        ran >= 200,
+        "{signal}: a ran {ran} ms before it was cancelled"
+    );
+    assert_eq!(run["steps"]["b"]["status"], "not_started", "{signal}");
 }
 
 #[test]
@@ -927,4 +941,53 @@ fn run_json_names_the_commit_the_workflow_was_run_at() {
         serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(record["workflow"]["git_commit"], head.as_str());
     assert_eq!(record["workflow"]["git_dirty"], true);
+}
+
+//   a ──▶ b      (fast)
+//   c            (slow, unrelated)
+#[test]
+fn a_step_starts_when_its_dependency_ends_not_when_a_wave_does() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "slow" => Answer::ok("late").after(Duration::from_millis(800)),
+        _ => Answer::ok("soon"),
+    });
+    let sandbox = Sandbox::new();
+    let workflow = "name: waves\nsteps:\n  a: { agent: fast }\n  \
+        b: { agent: fast, input: '{{steps.a.output}}' }\n  c: { agent: slow }\n";
+    sandbox.run(workflow, &fake, &[]).expect_code(0);
+    let slow = fake.calls_to("slow")[0].at;
+    let b = fake.calls_to("fast")[1].clone();
+    assert_eq!(b.input, "soon");
+    assert!(
+        b.at < slow + Duration::from_millis(400),
+        "b waited for the unrelated slow step: {:?} after it started",
+        b.at - slow
+    );
+}
+
+#[test]
+fn an_unreadable_inputs_file_is_named_as_such() {
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "workflow.yaml",
+        "name: i\ninputs:\n  x: {}\nsteps:\n  a: { run: cat, input: '{{inputs.x}}' }\n",
+    );
+    let mut cmd = sandbox.baton();
+    cmd.args([
+        "run",
+        "workflow.yaml",
+        "--out",
+        "out",
+        "--inputs",
+        "missing.yaml",
+    ]);
+    let outcome = sandbox.finish(cmd);
+    outcome.expect_code(2);
+    assert!(
+        outcome
+            .stderr
+            .contains("`missing.yaml`: cannot read inputs file"),
+        "{}",
+        outcome.stderr
+    );
 }

@@ -73,7 +73,8 @@ pub fn load(path: &Path) -> Result<Plan, Report> {
         source,
         diagnostics,
     };
-    let text = workflow::source::read_capped(path).map_err(|d| fail(String::new(), vec![d]))?;
+    let text = workflow::source::read_capped(path, "workflow file")
+        .map_err(|d| fail(String::new(), vec![d]))?;
     let source = workflow::source::parse(text).map_err(|(text, d)| fail(text, d))?;
     let fallback = path
         .file_stem()

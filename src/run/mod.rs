@@ -305,7 +305,8 @@ struct Engine {
     lost: tokio::sync::mpsc::UnboundedReceiver<crate::store::LostResult>,
     cache_all: Option<bool>,
     tasks: JoinSet<StepOutcome>,
-    running: HashMap<tokio::task::Id, StepIdx>,
+    /// The step of each task in flight, and when it started.
+    running: HashMap<tokio::task::Id, (StepIdx, Instant)>,
 }
 
 impl Engine {
@@ -370,7 +371,8 @@ impl Engine {
                         Ok((id, outcome)) => (self.running.remove(&id), Ok(outcome)),
                         Err(e) => (self.running.remove(&e.id()), Err(e)),
                     };
-                    let idx = idx.expect("every task is registered when spawned");
+                    let (idx, started) = idx.expect("every task is registered when spawned");
+                    let outcome = outcome.map_err(|e| (e, started.elapsed()));
                     if let Some(cause) = self.settle(idx, outcome, &mut scheduler) {
                         if stop.is_none() {
                             stop = Some(cause);
@@ -435,7 +437,7 @@ impl Engine {
             .started(&step.spec.id, &describe(&step.spec.action));
         let span = tracing::info_span!("step", step = %step.spec.id);
         let handle = self.tasks.spawn(step::execute(job, slot).instrument(span));
-        self.running.insert(handle.id(), idx);
+        self.running.insert(handle.id(), (idx, Instant::now()));
     }
 
     /// The hash of the lineages of `idx`'s dependencies, in their order.
@@ -473,23 +475,25 @@ impl Engine {
     fn settle(
         &mut self,
         idx: StepIdx,
-        outcome: Result<StepOutcome, tokio::task::JoinError>,
+        outcome: Result<StepOutcome, (tokio::task::JoinError, std::time::Duration)>,
         scheduler: &mut Scheduler<'_>,
     ) -> Option<Stop> {
         let id = self.plan.step(idx).spec.id.clone();
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            Err(e) if e.is_cancelled() => {
-                self.summaries[idx] = summary(
+            Err((e, ran)) if e.is_cancelled() => {
+                let mut cancelled = summary(
                     StepStatus::Cancelled,
                     Some("the run was stopped while it ran".into()),
                 );
+                cancelled.duration_ms = Some(ran.as_millis() as u64);
+                self.summaries[idx] = cancelled;
                 self.progress
-                    .finished(&id, StepStatus::Cancelled, std::time::Duration::ZERO, None);
+                    .finished(&id, StepStatus::Cancelled, ran, None);
                 self.release_reads(idx);
                 return None;
             }
-            Err(e) => panic_outcome(idx, e),
+            Err((e, _)) => panic_outcome(idx, e),
         };
         let (status, error, stops_run) = match &outcome.result {
             Ok(_) => (StepStatus::Succeeded, None, false),

@@ -49,10 +49,16 @@ impl Source {
 }
 
 /// Reads the file at `path` within the size cap. Errors are diagnostics
-/// without a position.
-pub fn read_capped(path: &Path) -> Result<String, Diagnostic> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Diagnostic::new(format!("cannot read workflow file: {e}")))?;
+/// without a position; `what` names the file in them (`workflow file`).
+pub fn read_capped(path: &Path, what: &str) -> Result<String, Diagnostic> {
+    let unreadable = |e: std::io::Error| Diagnostic::new(format!("cannot read {what}: {e}"));
+    let too_large = || {
+        Diagnostic::new(format!(
+            "{what} is larger than {} MiB",
+            MAX_FILE_BYTES / 1024 / 1024
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     if len > MAX_FILE_BYTES {
         return Err(too_large());
@@ -60,23 +66,16 @@ pub fn read_capped(path: &Path) -> Result<String, Diagnostic> {
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Diagnostic::new(format!("cannot read workflow file: {e}")))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large());
     }
     String::from_utf8(bytes).map_err(|e| {
         Diagnostic::new(format!(
-            "workflow file is not UTF-8 (byte {})",
+            "{what} is not UTF-8 (byte {})",
             e.utf8_error().valid_up_to()
         ))
     })
-}
-
-fn too_large() -> Diagnostic {
-    Diagnostic::new(format!(
-        "workflow file is larger than {} MiB",
-        MAX_FILE_BYTES / 1024 / 1024
-    ))
 }
 
 /// Parses YAML text, returning every problem found at this level.
