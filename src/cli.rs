@@ -76,6 +76,9 @@ pub enum CacheCommand {
         /// The output directory whose cache to read.
         #[arg(long, value_name = "DIR", default_value = "runs")]
         out: PathBuf,
+        /// Read this cache directory instead of the one under `--out`.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
     },
     /// Delete entries older than a given age.
     Prune {
@@ -85,6 +88,9 @@ pub enum CacheCommand {
         /// The output directory whose cache to prune.
         #[arg(long, value_name = "DIR", default_value = "runs")]
         out: PathBuf,
+        /// Prune this cache directory instead of the one under `--out`.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
     },
 }
 
@@ -133,6 +139,10 @@ pub struct RunArgs {
     /// Use the cache for no step, whatever the workflow says.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Keep the cache in this directory [default: .cache under --out].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 
     /// Print no progress lines on stderr.
     #[arg(long, short)]
@@ -185,12 +195,12 @@ pub fn main(cli: Cli) -> i32 {
 fn cache_command(action: CacheCommand) -> i32 {
     use crate::store::cache::Cache;
     let result: Result<(), String> = match &action {
-        CacheCommand::Stats { out } => Cache::under(out)
+        CacheCommand::Stats { out, cache_dir } => Cache::chosen(cache_dir.as_deref(), out)
             .stats()
             .map_err(|e| {
                 format!(
                     "cannot read the cache `{}`: {e}",
-                    Cache::under(out).dir().display()
+                    Cache::chosen(cache_dir.as_deref(), out).dir().display()
                 )
             })
             .map(|s| {
@@ -206,7 +216,11 @@ fn cache_command(action: CacheCommand) -> i32 {
                 println!("oldest:  {}", age(s.oldest));
                 println!("newest:  {}", age(s.newest));
             }),
-        CacheCommand::Prune { older_than, out } => {
+        CacheCommand::Prune {
+            older_than,
+            out,
+            cache_dir,
+        } => {
             let age = match crate::workflow::duration::parse(older_than) {
                 Ok(age) => age,
                 Err(message) => {
@@ -214,7 +228,7 @@ fn cache_command(action: CacheCommand) -> i32 {
                     return exit::INVALID;
                 }
             };
-            Cache::under(out)
+            Cache::chosen(cache_dir.as_deref(), out)
                 .prune(age)
                 .map(|n| println!("removed {n} {}", if n == 1 { "entry" } else { "entries" }))
                 .map_err(|e| chain(&e))
@@ -356,6 +370,7 @@ fn resolve(args: &RunArgs, plan: &Plan) -> Result<RunOptions, String> {
         agentai,
         progress: Progress { quiet: args.quiet },
         resume,
+        cache: crate::store::cache::Cache::chosen(args.cache_dir.as_deref(), &args.out),
         cache_all: match (args.cache, args.no_cache) {
             (true, _) => Some(true),
             (_, true) => Some(false),

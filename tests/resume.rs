@@ -620,6 +620,38 @@ fn the_cache_is_shared_by_workflows_under_one_output_directory() {
 }
 
 #[test]
+fn a_cache_dir_of_its_own_serves_runs_under_any_output_directory() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let workflow = "name: cd\nsteps:\n  x: { agent: a, input: 'q', cache: true }\n";
+    sandbox.write("workflow.yaml", workflow);
+    for out in ["first", "second"] {
+        let mut cmd = sandbox.baton();
+        cmd.args([
+            "run",
+            "workflow.yaml",
+            "--out",
+            out,
+            "--cache-dir",
+            "shared",
+        ]);
+        cmd.args(["--base-url", &fake.base_url]);
+        sandbox.finish(cmd).expect_code(0);
+    }
+    assert_eq!(
+        fake.calls_to("a").len(),
+        1,
+        "the second run hit the shared cache"
+    );
+    assert!(!sandbox.path().join("first/.cache").exists());
+    let mut stats = sandbox.baton();
+    stats.args(["cache", "stats", "--cache-dir", "shared"]);
+    let stats = sandbox.finish(stats);
+    stats.expect_code(0);
+    assert!(stats.stdout.contains("entries: 1"), "{}", stats.stdout);
+}
+
+#[test]
 fn prune_refuses_an_age_it_cannot_read() {
     let sandbox = Sandbox::new();
     for age in ["", "30", "soon", "-1d"] {

@@ -50,6 +50,8 @@ pub struct RunOptions {
     /// `--cache` (true) or `--no-cache` (false) over every step's own
     /// `cache` setting.
     pub cache_all: Option<bool>,
+    /// Where the cache lives: `<out>/.cache` unless `--cache-dir` says.
+    pub cache: Cache,
 }
 
 /// How a run ended.
@@ -166,7 +168,7 @@ pub async fn execute(
         run_id,
         agentai: options.agentai.clone(),
         slots: Arc::new(Semaphore::new(options.concurrency)),
-        cache: Cache::under(&options.out_dir),
+        cache: options.cache.clone(),
     });
     let mut engine = Engine::new(Arc::clone(&plan), shared, store, &options);
     engine.previous = reuse.records;

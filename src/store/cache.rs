@@ -45,9 +45,17 @@ pub struct Stats {
 impl Cache {
     /// The cache under an output directory.
     pub fn under(out: &Path) -> Cache {
-        Cache {
-            dir: out.join(".cache"),
-        }
+        Cache::at(out.join(".cache"))
+    }
+
+    /// The cache in `dir`, wherever it is.
+    pub fn at(dir: PathBuf) -> Cache {
+        Cache { dir }
+    }
+
+    /// `dir` when given, else the cache under `out`.
+    pub fn chosen(dir: Option<&Path>, out: &Path) -> Cache {
+        dir.map_or_else(|| Cache::under(out), |d| Cache::at(d.to_owned()))
     }
 
     pub fn dir(&self) -> &Path {
