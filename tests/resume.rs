@@ -37,17 +37,7 @@ fn broken_b() -> (FakeAgentAi, Arc<AtomicBool>) {
 }
 
 fn resume(sandbox: &Sandbox, fake: &FakeAgentAi, which: &str) -> support::Outcome {
-    let mut cmd = sandbox.baton();
-    cmd.args([
-        "run",
-        "workflow.yaml",
-        "--out",
-        "out",
-        "--base-url",
-        &fake.base_url,
-    ]);
-    cmd.args(["--resume", which]);
-    sandbox.finish(cmd)
+    sandbox.rerun(fake, &["--resume", which])
 }
 
 #[test]
@@ -163,17 +153,7 @@ fn changed_inputs_rerun_the_steps_that_read_them() {
     let sandbox = Sandbox::new();
     let workflow = "name: inp\ninputs:\n  who: { default: x }\nsteps:\n  a: { agent: a, input: '{{inputs.who}}' }\n  b: { agent: b, input: 'fixed' }\n";
     sandbox.run(workflow, &fake, &[]).expect_code(0);
-    let mut cmd = sandbox.baton();
-    cmd.args([
-        "run",
-        "workflow.yaml",
-        "--out",
-        "out",
-        "--base-url",
-        &fake.base_url,
-    ]);
-    cmd.args(["--resume", "latest", "--input", "who=y"]);
-    sandbox.finish(cmd).expect_code(0);
+    resume_with(&sandbox, &fake, &["--input", "who=y"]).expect_code(0);
     assert_eq!(fake.calls_to("a").len(), 2);
     assert_eq!(fake.calls_to("a")[1].input, "y");
     assert_eq!(fake.calls_to("b").len(), 1);
@@ -239,11 +219,11 @@ fn a_dependent_reruns_after_its_upstream_changed_even_if_a_resume_was_cut_short(
 }
 
 fn resume_with(sandbox: &Sandbox, fake: &FakeAgentAi, args: &[&str]) -> support::Outcome {
-    let mut cmd = sandbox.baton();
-    cmd.args(["run", "workflow.yaml", "--out", "out"]);
-    cmd.args(["--base-url", &fake.base_url, "--resume", "latest"]);
-    cmd.args(args);
-    sandbox.finish(cmd)
+    let args: Vec<&str> = ["--resume", "latest"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    sandbox.rerun(fake, &args)
 }
 
 #[test]

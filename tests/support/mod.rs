@@ -72,15 +72,19 @@ impl Sandbox {
     /// `base_url`, with extra `args`.
     pub fn run_at(&self, workflow: &str, base_url: &str, args: &[&str]) -> Outcome {
         self.write("workflow.yaml", workflow);
+        self.rerun_at(base_url, args)
+    }
+
+    /// Runs `baton run workflow.yaml` again, on the workflow already in
+    /// the sandbox, against `fake` with extra `args` (`--resume`, say).
+    pub fn rerun(&self, fake: &FakeAgentAi, args: &[&str]) -> Outcome {
+        self.rerun_at(&fake.base_url, args)
+    }
+
+    fn rerun_at(&self, base_url: &str, args: &[&str]) -> Outcome {
         let mut cmd = self.baton();
-        cmd.args([
-            "run",
-            "workflow.yaml",
-            "--out",
-            "out",
-            "--base-url",
-            base_url,
-        ]);
+        cmd.args(["run", "workflow.yaml", "--out", "out"]);
+        cmd.args(["--base-url", base_url]);
         cmd.args(args);
         self.finish(cmd)
     }
