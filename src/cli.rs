@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::agent::agentai::{self, AgentAi};
 use crate::plan::{self, graph, Plan};
 use crate::run::{self, progress::Progress, RunOptions, RunStatus};
+use crate::workflow::MAX_CONCURRENCY;
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -108,7 +109,7 @@ pub struct RunArgs {
     pub inputs: Option<PathBuf>,
 
     /// Most steps in flight at once; overrides the file's `concurrency`.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=crate::workflow::MAX_CONCURRENCY as i64))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_CONCURRENCY as i64))]
     pub concurrency: Option<u32>,
 
     /// Directory under which run directories are created.

@@ -153,7 +153,8 @@ async fn obtain(
         let stored = tokio::task::spawn_blocking(move || cache.put(&key, entry)).await;
         if let Ok(Err(e)) = stored {
             let cause = std::error::Error::source(&e).map(|c| c.to_string());
-            tracing::warn!(error = %e, cause = cause.unwrap_or_default(), "could not cache the result");
+            let cause = cause.unwrap_or_default();
+            tracing::warn!(error = %e, cause, "could not cache the result");
         }
     }
     (result, attempts, Source::Called)
