@@ -632,6 +632,59 @@ fn a_cache_dir_of_its_own_serves_runs_under_any_output_directory() {
 }
 
 #[test]
+fn concurrent_runs_share_the_cache_without_torn_entries() {
+    let fake = FakeAgentAi::start(|call| Answer::ok(call.input.repeat(2000)));
+    let sandbox = Sandbox::new();
+    let steps: String = (0..40)
+        .map(|i| {
+            format!(
+                "  s{i}: {{ agent: a, input: 'k{}', cache: true }}\n",
+                i % 10
+            )
+        })
+        .collect();
+    sandbox.write("workflow.yaml", &format!("name: race\nsteps:\n{steps}"));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            let mut cmd = sandbox.baton();
+            cmd.args(["run", "workflow.yaml", "--out", "out", "-q"]);
+            cmd.args(["--base-url", &fake.base_url]);
+            cmd.stdout(std::process::Stdio::null()).spawn().unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    // Every run finished; whatever raced, each entry is whole and right.
+    let mut stats = sandbox.baton();
+    stats.args(["cache", "stats", "--out", "out"]);
+    let stats = sandbox.finish(stats);
+    assert!(stats.stdout.contains("entries: 10"), "{}", stats.stdout);
+    for shard in std::fs::read_dir(sandbox.path().join("out/.cache")).unwrap() {
+        for entry in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(!name.starts_with(".tmp-"), "left behind: {name}");
+            let value: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let output = value["reply"]["output"].as_str().unwrap();
+            let key = output.get(..2).unwrap();
+            assert_eq!(output, key.repeat(2000), "{name}");
+        }
+    }
+    let mut again = sandbox.baton();
+    again.args(["run", "workflow.yaml", "--out", "out", "-q"]);
+    again.args(["--base-url", &fake.base_url]);
+    let calls = fake.calls().len();
+    sandbox.finish(again).expect_code(0);
+    assert_eq!(
+        fake.calls().len(),
+        calls,
+        "a fifth run takes everything from the cache"
+    );
+}
+
+#[test]
 fn prune_refuses_an_age_it_cannot_read() {
     let sandbox = Sandbox::new();
     for age in ["", "30", "soon", "-1d"] {
