@@ -188,7 +188,7 @@ pub fn main(cli: Cli) -> i32 {
                 exit::INVALID
             }
         },
-        Command::Run(args) => run_command(args),
+        Command::Run(args) => run_command(args, matches!(cli.log_format, LogFormat::Json)),
         Command::Cache { action } => cache_command(action),
     }
 }
@@ -264,7 +264,7 @@ fn validate(files: &[PathBuf]) -> i32 {
     code
 }
 
-fn run_command(args: RunArgs) -> i32 {
+fn run_command(args: RunArgs, json_progress: bool) -> i32 {
     let plan = match plan::load(&args.file) {
         Ok(plan) => Arc::new(plan),
         Err(report) => {
@@ -272,7 +272,7 @@ fn run_command(args: RunArgs) -> i32 {
             return exit::INVALID;
         }
     };
-    let options = match resolve(&args, &plan) {
+    let options = match resolve(&args, &plan, json_progress) {
         Ok(options) => options,
         Err(message) => {
             eprint!("{message}");
@@ -312,7 +312,7 @@ fn run_command(args: RunArgs) -> i32 {
 }
 
 /// Turns arguments and environment into run settings, or a message.
-fn resolve(args: &RunArgs, plan: &Plan) -> Result<RunOptions, String> {
+fn resolve(args: &RunArgs, plan: &Plan, json_progress: bool) -> Result<RunOptions, String> {
     let resume = match &args.resume {
         Some(which) => {
             let dir = crate::store::previous::find(&args.out, plan.name(), which)
@@ -369,7 +369,10 @@ fn resolve(args: &RunArgs, plan: &Plan) -> Result<RunOptions, String> {
         inputs,
         inputs_given,
         agentai,
-        progress: Progress { quiet: args.quiet },
+        progress: Progress {
+            quiet: args.quiet,
+            json: json_progress,
+        },
         resume,
         cache: crate::store::cache::Cache::chosen(args.cache_dir.as_deref(), &args.out),
         cache_all: match (args.cache, args.no_cache) {

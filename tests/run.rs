@@ -991,3 +991,49 @@ fn an_unreadable_inputs_file_is_named_as_such() {
         outcome.stderr
     );
 }
+
+#[test]
+fn log_format_json_makes_every_progress_line_json() {
+    let fake = FakeAgentAi::start(|call| match call.agent.as_str() {
+        "bad" => Answer::error(404, "no such agent"),
+        _ => Answer::ok("fine"),
+    });
+    let sandbox = Sandbox::new();
+    let workflow = "name: jl\nsteps:\n  a: { agent: good }\n  b: { agent: bad }\n  \
+        c: { agent: good, input: '{{steps.b.output}}' }\n";
+    let outcome = sandbox.run(workflow, &fake, &["--log-format", "json"]);
+    outcome.expect_code(1);
+    let events: Vec<serde_json::Value> = outcome
+        .stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            let step = e["step"].as_str().unwrap_or("");
+            (e["event"].as_str().unwrap(), step)
+        })
+        .collect();
+    for expected in [
+        ("start", "a"),
+        ("finish", "a"),
+        ("finish", "b"),
+        ("skipped", "c"),
+    ] {
+        assert!(kinds.contains(&expected), "{expected:?} in {kinds:?}");
+    }
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "finish" && e["step"] == "b")
+        .unwrap();
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("404"));
+    let summary = events.last().unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["status"], "failed");
+    assert_eq!(summary["steps"]["c"]["status"], "skipped");
+    assert!(events
+        .iter()
+        .all(|e| e["at"].as_str().is_some_and(|t| t.ends_with('Z'))));
+}
