@@ -714,3 +714,24 @@ fn describe(action: &Action) -> String {
         Action::Run(args) => format!("run {}", args.join(" ")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_step_becomes_that_steps_failure() {
+        let joined = tokio::spawn(async {
+            panic!("the backend broke: {}", 42);
+        })
+        .await;
+        let outcome = panic_outcome(3, joined.unwrap_err());
+        assert_eq!(outcome.idx, 3);
+        let failure = outcome.result.err().expect("a panic is a failure");
+        assert_eq!(
+            failure.message,
+            "internal error in step: the backend broke: 42"
+        );
+        assert!(!failure.stops_run, "other steps go on");
+    }
+}
