@@ -727,7 +727,7 @@ mod tests {
         .await;
         let outcome = panic_outcome(3, joined.unwrap_err());
         assert_eq!(outcome.idx, 3);
-        let failure = outcome.result.err().expect("a panic is a failure");
+        let failure = outcome.result.expect_err("a panic is a failure");
         assert_eq!(
             failure.message,
             "internal error in step: the backend broke: 42"
