@@ -253,6 +253,43 @@ mod tests {
         assert_eq!(journal.lines().count(), 1);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_keeps_every_result_but_the_one_that_cannot_be_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = RunStore::create(tmp.path(), "wf", "r1").unwrap();
+        let dir = tmp.path().join("wf/r1");
+        // A folder where step 7's file belongs makes its rename fail.
+        std::fs::create_dir(dir.join("steps/s7.json")).unwrap();
+        std::fs::write(dir.join("steps/s7.json/keep"), b"x").unwrap();
+        let mut lost = store.take_lost();
+        // More than a batch and more than the queue holds, so some writers
+        // take full batches and the run waits for them at least once.
+        let n = 1200;
+        for i in 0..n {
+            let id = format!("s{i}");
+            store.write_step(i, StepRecord::for_test(&id), JournalLine::for_test(&id));
+        }
+        let errors = store.finish().await;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let failed = lost.try_recv().expect("the failure is reported");
+        assert_eq!(failed.step, 7);
+        assert!(failed.message.contains("s7.json"), "{}", failed.message);
+        assert!(lost.try_recv().is_err(), "only one failure");
+
+        let names: Vec<String> = std::fs::read_dir(dir.join("steps"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), n, "every file but s7's, and s7's folder");
+        assert!(names.iter().all(|n| !n.starts_with(atomic::TEMP_PREFIX)));
+        let journal = journal::read(&dir.join("journal.jsonl"));
+        assert_eq!(journal.len(), n - 1);
+        assert!(journal.iter().all(|l| l.step != "s7"));
+        let step: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("steps/s1199.json")).unwrap()).unwrap();
+        assert_eq!(step["step"], "s1199");
+    }
+
     #[test]
     fn refuses_symlinked_output() {
         let tmp = tempfile::tempdir().unwrap();
