@@ -374,6 +374,7 @@ fn interrupted_by(signal: &str) {
         ran >= 200,
         "{signal}: a ran {ran} ms before it was cancelled"
     );
+    assert_eq!(run["steps"]["a"]["attempts"], 1, "{signal}");
     assert_eq!(run["steps"]["b"]["status"], "not_started", "{signal}");
 }
 

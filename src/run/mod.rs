@@ -12,6 +12,7 @@ pub mod step;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -283,6 +284,13 @@ fn announce(plan: &Plan, previous: &Previous, reuse: &resume::Reuse, progress: &
     }
 }
 
+/// A step's task that ended without an outcome: cancelled, or panicked.
+struct Ended {
+    error: tokio::task::JoinError,
+    ran: std::time::Duration,
+    tries: u32,
+}
+
 /// The run's state while steps are in flight.
 struct Engine {
     plan: Arc<Plan>,
@@ -307,8 +315,9 @@ struct Engine {
     lost: tokio::sync::mpsc::UnboundedReceiver<crate::store::LostResult>,
     cache_all: Option<bool>,
     tasks: JoinSet<StepOutcome>,
-    /// The step of each task in flight, and when it started.
-    running: HashMap<tokio::task::Id, (StepIdx, Instant)>,
+    /// The step of each task in flight, when it started, and how many
+    /// attempts it has begun.
+    running: HashMap<tokio::task::Id, (StepIdx, Instant, Arc<AtomicU32>)>,
 }
 
 impl Engine {
@@ -373,8 +382,13 @@ impl Engine {
                         Ok((id, outcome)) => (self.running.remove(&id), Ok(outcome)),
                         Err(e) => (self.running.remove(&e.id()), Err(e)),
                     };
-                    let (idx, started) = idx.expect("every task is registered when spawned");
-                    let outcome = outcome.map_err(|e| (e, started.elapsed()));
+                    let (idx, started, tries) =
+                        idx.expect("every task is registered when spawned");
+                    let outcome = outcome.map_err(|e| Ended {
+                        error: e,
+                        ran: started.elapsed(),
+                        tries: tries.load(Ordering::Relaxed),
+                    });
                     if let Some(cause) = self.settle(idx, outcome, &mut scheduler) {
                         if stop.is_none() {
                             stop = Some(cause);
@@ -415,6 +429,7 @@ impl Engine {
 
     fn spawn(&mut self, idx: StepIdx, slot: tokio::sync::OwnedSemaphorePermit) {
         let upstream = self.upstream(idx);
+        let tries = Arc::new(AtomicU32::new(0));
         let step = self.plan.step(idx);
         let reads = step
             .reads
@@ -434,12 +449,14 @@ impl Engine {
             previous: self.previous[idx].take(),
             cache: self.cache_for(idx),
             upstream,
+            tries: Arc::clone(&tries),
         };
         self.progress
             .started(&step.spec.id, &describe(&step.spec.action));
         let span = tracing::info_span!("step", step = %step.spec.id);
         let handle = self.tasks.spawn(step::execute(job, slot).instrument(span));
-        self.running.insert(handle.id(), (idx, Instant::now()));
+        self.running
+            .insert(handle.id(), (idx, Instant::now(), tries));
     }
 
     /// The hash of the lineages of `idx`'s dependencies, in their order.
@@ -477,25 +494,27 @@ impl Engine {
     fn settle(
         &mut self,
         idx: StepIdx,
-        outcome: Result<StepOutcome, (tokio::task::JoinError, std::time::Duration)>,
+        outcome: Result<StepOutcome, Ended>,
         scheduler: &mut Scheduler<'_>,
     ) -> Option<Stop> {
         let id = self.plan.step(idx).spec.id.clone();
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            Err((e, ran)) if e.is_cancelled() => {
+            Err(ended) if ended.error.is_cancelled() => {
                 let mut cancelled = summary(
                     StepStatus::Cancelled,
                     Some("the run was stopped while it ran".into()),
                 );
-                cancelled.duration_ms = Some(ran.as_millis() as u64);
+                cancelled.duration_ms = Some(ended.ran.as_millis() as u64);
+                cancelled.attempts = ended.tries;
+                let ran = ended.ran;
                 self.summaries[idx] = cancelled;
                 self.progress
                     .finished(&id, StepStatus::Cancelled, ran, None);
                 self.release_reads(idx);
                 return None;
             }
-            Err((e, _)) => panic_outcome(idx, e),
+            Err(ended) => panic_outcome(idx, ended.error),
         };
         let (status, error, stops_run) = match &outcome.result {
             Ok(_) => (StepStatus::Succeeded, None, false),

@@ -2,6 +2,7 @@
 //! retrying. While a step waits between tries it gives its concurrency slot
 //! back, so one rate-limited step never holds up the others.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +35,9 @@ pub struct StepJob {
     pub cache: Option<Option<Duration>>,
     /// The hash of everything upstream of the step, as it is in this run.
     pub upstream: String,
+    /// Attempts started so far, for the run to record if it cancels the
+    /// step before the step can say.
+    pub tries: Arc<AtomicU32>,
 }
 
 /// What every step of a run shares.
@@ -215,6 +219,7 @@ async fn attempts(
             let permit = Arc::clone(&job.shared.slots).acquire_owned().await;
             slot.replace(permit.expect("the run never closes its semaphore"));
         }
+        job.tries.fetch_add(1, Ordering::Relaxed);
         let started = SystemTime::now();
         let clock = Instant::now();
         let result = call(job, input).await;
