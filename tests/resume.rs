@@ -271,6 +271,27 @@ fn a_result_file_lost_after_the_journal_line_is_reported_and_run_again() {
 }
 
 #[test]
+fn outputs_that_cannot_be_written_fail_the_run() {
+    let fake = FakeAgentAi::echo();
+    let sandbox = Sandbox::new();
+    let first = sandbox.run(CHAIN, &fake, &[]);
+    first.expect_code(0);
+    let outputs = first.run_dir().join("outputs.json");
+    std::fs::remove_file(&outputs).unwrap();
+    std::fs::create_dir(&outputs).unwrap();
+    std::fs::write(outputs.join("in-the-way"), b"").unwrap();
+    let second = resume(&sandbox, &fake, "latest");
+    second.expect_code(1);
+    assert!(second.stderr.contains("outputs.json"), "{}", second.stderr);
+    let run = second.json("run.json");
+    assert_eq!(run["status"], "failed");
+    assert!(
+        run["error"].as_str().unwrap().contains("outputs.json"),
+        "{run}"
+    );
+}
+
+#[test]
 fn resume_names_only_run_directories() {
     let fake = FakeAgentAi::echo();
     let sandbox = Sandbox::new();

@@ -207,7 +207,13 @@ pub async fn execute(
         None => None,
     };
 
+    let mut status = status;
     if let Err(e) = store.write_now("outputs.json", &outputs) {
+        if status == RunStatus::Succeeded {
+            status = RunStatus::Failed;
+            record.status = status.as_str().into();
+            record.error = Some(e.to_string());
+        }
         store_errors.push(e);
     }
     let dir = store.dir().to_owned();
