@@ -95,16 +95,20 @@ fn resume_calls_only_what_did_not_finish() {
     );
 }
 
-#[test]
-fn a_changed_workflow_reruns_the_changed_steps_and_their_dependents() {
+/// Runs CHAIN, replaces `from` with `to` in it, and resumes the run.
+fn resume_after_edit(from: &str, to: &str) -> (FakeAgentAi, support::Outcome) {
     let fake = FakeAgentAi::echo();
     let sandbox = Sandbox::new();
     sandbox.run(CHAIN, &fake, &[]).expect_code(0);
-    sandbox.write(
-        "workflow.yaml",
-        &CHAIN.replace("\"{{steps.a.output}}\"", "\"{{steps.a.output}}!\""),
-    );
+    assert!(CHAIN.contains(from), "the edit changes something");
+    sandbox.write("workflow.yaml", &CHAIN.replace(from, to));
     let outcome = resume(&sandbox, &fake, "latest");
+    (fake, outcome)
+}
+
+#[test]
+fn a_changed_workflow_reruns_the_changed_steps_and_their_dependents() {
+    let (fake, outcome) = resume_after_edit("\"{{steps.a.output}}\"", "\"{{steps.a.output}}!\"");
     outcome.expect_code(0);
     assert!(
         outcome
@@ -122,14 +126,7 @@ fn a_changed_workflow_reruns_the_changed_steps_and_their_dependents() {
 
 #[test]
 fn a_step_whose_agent_changed_runs_again_with_what_reads_it() {
-    let fake = FakeAgentAi::echo();
-    let sandbox = Sandbox::new();
-    sandbox.run(CHAIN, &fake, &[]).expect_code(0);
-    sandbox.write(
-        "workflow.yaml",
-        &CHAIN.replace("a: { agent: a,", "a: { agent: a2,"),
-    );
-    let outcome = resume(&sandbox, &fake, "latest");
+    let (fake, outcome) = resume_after_edit("a: { agent: a,", "a: { agent: a2,");
     outcome.expect_code(0);
     assert!(
         outcome
@@ -317,16 +314,8 @@ fn resume_does_not_follow_a_symlinked_output_directory() {
     sandbox.run(CHAIN, &fake, &[]).expect_code(0);
     std::os::unix::fs::symlink(sandbox.path().join("out"), sandbox.path().join("link")).unwrap();
     for out in ["link", "link/"] {
-        let mut cmd = sandbox.baton();
-        cmd.args([
-            "run",
-            "workflow.yaml",
-            "--out",
-            out,
-            "--base-url",
-            &fake.base_url,
-        ]);
-        cmd.args(["--resume", "latest"]);
+        let url = fake.base_url.as_str();
+        let cmd = sandbox.run_command(&["--out", out, "--base-url", url, "--resume", "latest"]);
         let outcome = sandbox.finish(cmd);
         outcome.expect_code(2);
         assert!(
@@ -603,12 +592,7 @@ fn the_cache_is_shared_by_workflows_under_one_output_directory() {
     let outcome = sandbox.run(second, &fake, &[]);
     outcome.expect_code(0);
     assert_eq!(fake.calls_to("a").len(), 1, "two's `y` took one's entry");
-    let run = std::fs::read_dir(outcome.out_dir.join("two"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = sandbox.only_run("out/two");
     let step = |id: &str| -> serde_json::Value {
         let text = std::fs::read(run.join(format!("steps/{id}.json"))).unwrap();
         serde_json::from_slice(&text).unwrap()
@@ -627,16 +611,8 @@ fn a_cache_dir_of_its_own_serves_runs_under_any_output_directory() {
     let workflow = "name: cd\nsteps:\n  x: { agent: a, input: 'q', cache: true }\n";
     sandbox.write("workflow.yaml", workflow);
     for out in ["first", "second"] {
-        let mut cmd = sandbox.baton();
-        cmd.args([
-            "run",
-            "workflow.yaml",
-            "--out",
-            out,
-            "--cache-dir",
-            "shared",
-        ]);
-        cmd.args(["--base-url", &fake.base_url]);
+        let url = fake.base_url.as_str();
+        let cmd = sandbox.run_command(&["--out", out, "--cache-dir", "shared", "--base-url", url]);
         sandbox.finish(cmd).expect_code(0);
     }
     assert_eq!(
@@ -693,11 +669,8 @@ fn concurrent_runs_share_the_cache_without_torn_entries() {
             assert_eq!(output, key.repeat(2000), "{name}");
         }
     }
-    let mut again = sandbox.baton();
-    again.args(["run", "workflow.yaml", "--out", "out", "-q"]);
-    again.args(["--base-url", &fake.base_url]);
     let calls = fake.calls().len();
-    sandbox.finish(again).expect_code(0);
+    sandbox.rerun(&fake, &["-q"]).expect_code(0);
     assert_eq!(
         fake.calls().len(),
         calls,

@@ -334,17 +334,9 @@ fn interrupted_by(signal: &str) {
         "workflow.yaml",
         "name: int\nsteps:\n  a: { agent: slow }\n  b: { run: 'true', needs: [a] }\n",
     );
-    let mut cmd = sandbox.baton();
-    cmd.args([
-        "run",
-        "workflow.yaml",
-        "--out",
-        "out",
-        "--base-url",
-        &fake.base_url,
-    ])
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
+    let mut cmd = sandbox.run_command(&["--out", "out", "--base-url", &fake.base_url]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while fake.calls().is_empty() && std::time::Instant::now() < deadline {
@@ -357,12 +349,7 @@ fn interrupted_by(signal: &str) {
         .unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{signal}");
-    let run_dir = std::fs::read_dir(sandbox.path().join("out/int"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = sandbox.only_run("out/int");
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["status"], "interrupted", "{signal}");
@@ -916,9 +903,7 @@ fn run_json_names_the_commit_the_workflow_was_run_at() {
     git(&["commit", "-q", "-m", "workflow"]);
     let head = git(&["rev-parse", "HEAD"]);
 
-    let mut cmd = sandbox.baton();
-    cmd.args(["run", "workflow.yaml", "--out", "out"]);
-    let clean = sandbox.finish(cmd);
+    let clean = sandbox.finish(sandbox.run_command(&["--out", "out"]));
     clean.expect_code(0);
     let record = clean.json("run.json")["workflow"].clone();
     assert_eq!(record["git_commit"], head.as_str());
@@ -928,16 +913,9 @@ fn run_json_names_the_commit_the_workflow_was_run_at() {
     assert_eq!(record["sha256"], sha.as_str());
 
     sandbox.write("workflow.yaml", &workflow.replace("hi", "there"));
-    let mut cmd = sandbox.baton();
-    cmd.args(["run", "workflow.yaml", "--out", "edited"]);
-    let edited = sandbox.finish(cmd);
+    let edited = sandbox.finish(sandbox.run_command(&["--out", "edited"]));
     edited.expect_code(0);
-    let run = std::fs::read_dir(sandbox.path().join("edited/prov"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run = sandbox.only_run("edited/prov");
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(record["workflow"]["git_commit"], head.as_str());
@@ -973,15 +951,7 @@ fn an_unreadable_inputs_file_is_named_as_such() {
         "workflow.yaml",
         "name: i\ninputs:\n  x: {}\nsteps:\n  a: { run: cat, input: '{{inputs.x}}' }\n",
     );
-    let mut cmd = sandbox.baton();
-    cmd.args([
-        "run",
-        "workflow.yaml",
-        "--out",
-        "out",
-        "--inputs",
-        "missing.yaml",
-    ]);
+    let cmd = sandbox.run_command(&["--out", "out", "--inputs", "missing.yaml"]);
     let outcome = sandbox.finish(cmd);
     outcome.expect_code(2);
     assert!(

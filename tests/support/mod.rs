@@ -82,11 +82,27 @@ impl Sandbox {
     }
 
     fn rerun_at(&self, base_url: &str, args: &[&str]) -> Outcome {
-        let mut cmd = self.baton();
-        cmd.args(["run", "workflow.yaml", "--out", "out"]);
-        cmd.args(["--base-url", base_url]);
+        let mut cmd = self.run_command(&["--out", "out", "--base-url", base_url]);
         cmd.args(args);
         self.finish(cmd)
+    }
+
+    /// `baton run workflow.yaml` with `args` after it, not yet started.
+    pub fn run_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.baton();
+        cmd.args(["run", "workflow.yaml"]).args(args);
+        cmd
+    }
+
+    /// The only run directory under `dir`, a workflow's folder relative to
+    /// the sandbox (`out/NAME`).
+    pub fn only_run(&self, dir: &str) -> PathBuf {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.path().join(dir))
+            .expect("the workflow's folder exists")
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(runs.len(), 1, "expected one run directory: {runs:?}");
+        runs.pop().unwrap()
     }
 
     /// Runs a prepared command to its end, with a generous time limit.
